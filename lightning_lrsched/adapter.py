@@ -1,0 +1,215 @@
+"""The one bridge to torch: an ``LRScheduler`` that evaluates a schedule at its step count.
+
+Every ``step()`` computes the rates of the new step in closed form from the step index and
+the base rates (O(1) whatever the index: no replay, no recursion on the previous rate) and
+writes them, and the momenta where a schedule cycles them, into the param groups.
+``state_dict()`` is plain data (survives ``torch.load(weights_only=True)``) and carries a
+fingerprint of the resolved schedule, so state from a different plan is refused, not applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+STATE_FORMAT = "lightning_lrsched.schedule/1"
+
+
+def momentum_kind(optimizer: Optimizer) -> str | None:
+    """``"betas"`` (Adam family: beta1 is the momentum), ``"momentum"`` (SGD family) or None."""
+    if "betas" in optimizer.defaults:
+        return "betas"
+    if "momentum" in optimizer.defaults:
+        return "momentum"
+    return None
+
+
+def fingerprint(description: dict[str, Any]) -> str:
+    """A short, stable hash of a schedule's resolved description."""
+    text = json.dumps(description, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ScheduleLR(LRScheduler):
+    """Drives an optimizer's param groups from a closed-form schedule.
+
+    Torch's convention: right after construction the groups hold the rates of step 0 and
+    ``get_last_lr()`` returns them; after ``k`` calls of :meth:`step` they hold step ``k``.
+    Base rates are the groups' ``lr`` at construction; nothing is written into the groups
+    except ``lr`` and (for schedules that cycle it) ``momentum`` or ``betas[0]``.
+    """
+
+    def __init__(self, optimizer: Optimizer, schedule: Any, *, stateful: Any = None) -> None:
+        # LRScheduler.__init__ is not called on purpose: it writes ``initial_lr`` into every
+        # group and steps once through the recursive machinery this class replaces.
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.stateful = stateful
+        groups = optimizer.param_groups
+        self.base_lrs: list[float] = [float(group["lr"]) for group in groups]
+        self._tensor_lrs = any(isinstance(group["lr"], Tensor) for group in groups)
+        self._momentum_kind = momentum_kind(optimizer) if schedule.cycles_momentum else None
+        self.base_momenta: list[float] | None = None
+        if self._momentum_kind is not None:
+            self.base_momenta = [float(_read_momentum(g, self._momentum_kind)) for g in groups]
+        self.description: dict[str, Any] = schedule.describe()
+        self.fingerprint = fingerprint(self.description)
+        self.last_epoch = 0
+        self._step_count = 1
+        self._apply()
+
+    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Advance one optimizer step and write that step's rates."""
+        if epoch is not None:
+            raise TypeError(
+                "step(epoch) is not supported: the schedule counts optimizer steps itself; "
+                "restore a position with load_state_dict()"
+            )
+        self.last_epoch += 1
+        self._step_count += 1
+        self._apply()
+
+    def get_lr(self) -> list[float]:  # type: ignore[override]
+        return self.schedule.rates(self.last_epoch, self.base_lrs)
+
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]
+        return self._last_lr
+
+    def _apply(self) -> None:
+        step = self.last_epoch
+        lrs = self.schedule.rates(step, self.base_lrs)
+        groups = self.optimizer.param_groups
+        if len(groups) != len(lrs):
+            raise RuntimeError(
+                f"the optimizer has {len(groups)} param groups but the scheduler was built for "
+                f"{len(lrs)}; build the scheduler after adding param groups"
+            )
+        if self._tensor_lrs:
+            for group, lr in zip(groups, lrs, strict=True):
+                if isinstance(group["lr"], Tensor):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
+        else:
+            for group, lr in zip(groups, lrs, strict=True):
+                group["lr"] = lr
+        self._last_lr = lrs
+        kind = self._momentum_kind
+        if kind is not None:
+            momenta = self.schedule.momenta(step)
+            if momenta is None:  # a phase that does not cycle momentum restores the configured one
+                momenta = self.base_momenta
+            for group, momentum in zip(groups, momenta, strict=True):
+                if kind == "betas":
+                    group["betas"] = (momentum, *group["betas"][1:])
+                else:
+                    group["momentum"] = momentum
+
+    # -- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+        """Plain data: step, base rates, the schedule's description and fingerprint."""
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "step": self.last_epoch,
+            "base_lrs": list(self.base_lrs),
+            "base_momenta": None if self.base_momenta is None else list(self.base_momenta),
+            "fingerprint": self.fingerprint,
+            "schedule": self.description,
+        }
+        if self.stateful is not None:
+            state["controller"] = self.stateful.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        """Continue from a saved position; refuse state saved for a different schedule."""
+        if state_dict.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"scheduler state has format {state_dict.get('format')!r}, expected "
+                f"{STATE_FORMAT!r}: it was not saved by lightning_lrsched's scheduler"
+            )
+        if state_dict["fingerprint"] != self.fingerprint:
+            changes = describe_changes(state_dict.get("schedule", {}), self.description)
+            raise ValueError(
+                "scheduler state was saved for a different schedule "
+                f"({changes}); build the scheduler from the same config and number of "
+                "training steps to resume, or start it fresh without loading the state"
+            )
+        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"scheduler state has {len(state_dict['base_lrs'])} param groups, the optimizer "
+                f"has {len(self.optimizer.param_groups)}"
+            )
+        self.base_lrs = [float(lr) for lr in state_dict["base_lrs"]]
+        if state_dict.get("base_momenta") is not None:
+            self.base_momenta = [float(m) for m in state_dict["base_momenta"]]
+        self.last_epoch = int(state_dict["step"])
+        self._step_count = self.last_epoch + 1
+        if self.stateful is not None:
+            self.stateful.load_state_dict(state_dict["controller"])
+        self._apply()
+
+
+class PlateauLR(ScheduleLR):
+    """A :class:`ScheduleLR` whose rates after the warmup come from a metric-driven controller.
+
+    ``step()`` advances one optimizer step (it only matters during warmup); ``step(metric)``
+    reports a monitored value, as torch's ``ReduceLROnPlateau.step(metric)`` does. Values
+    reported during the warmup are ignored.
+    """
+
+    def step(self, metrics: Any = None, epoch: int | None = None) -> None:  # type: ignore[override]
+        if metrics is None:
+            super().step(epoch)
+            return
+        self.observe(metrics)
+
+    def observe(self, metric: Any) -> None:
+        """Feed one monitored value to the controller and apply its decision."""
+        value = float(metric)
+        warmup_steps = getattr(self.schedule, "steps", 0)
+        if self.last_epoch >= warmup_steps:
+            self.stateful.update(value)
+            self._apply()
+
+    @property
+    def monitor(self) -> str:
+        return self.stateful.monitor
+
+
+def _read_momentum(group: dict[str, Any], kind: str) -> float:
+    return group["betas"][0] if kind == "betas" else group["momentum"]
+
+
+def describe_changes(saved: Any, current: Any, prefix: str = "") -> str:
+    """Human-readable list of the leaves that differ between two descriptions."""
+    diffs: list[str] = []
+    _collect(saved, current, prefix, diffs)
+    if not diffs:
+        return "same parameters, different fingerprint"
+    shown = "; ".join(diffs[:4])
+    return shown + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+
+
+def _collect(saved: Any, current: Any, path: str, out: list[str]) -> None:
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current), key=str):
+            _collect(saved.get(key), current.get(key), f"{path}.{key}" if path else str(key), out)
+    elif isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):
+        for i, (a, b) in enumerate(zip(saved, current, strict=True)):
+            _collect(a, b, f"{path}[{i}]", out)
+    elif not _same(saved, current):
+        out.append(f"{path or 'schedule'}: saved {saved!r}, now {current!r}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
