@@ -1,0 +1,55 @@
+"""Durations resolve once to optimizer steps: ints, "<n>ep" and "<p>%", with exact rounding."""
+
+import pytest
+
+from lightning_lrsched.durations import resolve_duration
+from lightning_lrsched.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("value", "total", "per_epoch", "steps"),
+    [
+        (500, None, None, 500),
+        ("500", None, None, 500),
+        (12.0, None, None, 12),
+        ("2ep", None, 30, 60),
+        ("0.5ep", None, 7, 4),  # 3.5 rounds up
+        ("5%", 1000, None, 50),
+        ("7%", 100, None, 7),  # 0.07 * 100 is 7.000000000000001 in floats; must not become 8
+        ("2.5%", 1000, None, 25),
+        ("0.1%", 15, None, 1),
+        ("100%", 37, None, 37),
+        (" 10 % ", 200, None, 20),
+    ],
+)
+def test_resolves_to_steps(value, total, per_epoch, steps):
+    assert resolve_duration(value, "k", total_steps=total, steps_per_epoch=per_epoch) == steps
+
+
+def test_zero_only_where_allowed():
+    assert resolve_duration(0, "warmup", allow_zero=True) == 0
+    with pytest.raises(ConfigError, match=r"^step_size=0: must be > 0 steps$"):
+        resolve_duration(0, "step_size")
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "fragment"),
+    [
+        ("3ep", {}, "need steps_per_epoch"),
+        ("5%", {}, "needs total_steps"),
+        ("150%", {"total_steps": 10}, "between 0% and 100%"),
+        (-3, {}, "must be > 0"),
+        ("1.5", {}, "whole number of steps"),
+        ("ten", {}, "whole number of steps"),
+        (True, {}, "whole number of steps"),
+        (None, {}, "whole number of steps"),
+        (2.5, {}, "whole number of steps"),
+    ],
+)
+def test_bad_durations_name_key_and_value(value, kwargs, fragment):
+    with pytest.raises(ConfigError) as info:
+        resolve_duration(value, "scheduler.warmup", **kwargs)
+    message = str(info.value)
+    assert message.startswith(f"scheduler.warmup={value!r}: ")
+    assert fragment in message
+    assert "\n" not in message

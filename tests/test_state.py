@@ -1,0 +1,205 @@
+"""State: plain data, survives weights_only loading, resumes bit-for-bit, refuses other plans."""
+
+import io
+
+import pytest
+import torch
+
+from lightning_lrsched import build_scheduler
+
+TOTAL = 120
+BASE_LRS = (0.1, 0.03, 1.0)
+
+# One config per strategy (and the compositions), each resumed mid-run below.
+CONFIGS = {
+    "constant": {"name": "constant", "warmup": 10},
+    "step": {"name": "step", "step_size": 7, "gamma": 0.7},
+    "multistep": {"name": "multistep", "milestones": ["2ep", 50, "60%"], "gamma": 0.5},
+    "exponential": {"name": "exponential", "gamma": 0.97},
+    "linear": {"name": "linear", "warmup": "5%"},
+    "polynomial": {"name": "polynomial", "power": 2.0, "end_factor": 0.01},
+    "cosine": {"name": "cosine", "warmup": 12, "eta_min": 1e-4},
+    "cosine_restarts": {"name": "cosine_restarts", "T_0": 9, "T_mult": 2},
+    "cosine_cycles": {"name": "cosine_restarts", "num_cycles": 3},
+    "cyclic": {
+        "name": "cyclic",
+        "base_lr": 0.01,
+        "max_lr": [0.2, 0.1, 2.0],
+        "step_size_up": 11,
+        "step_size_down": 7,
+        "mode": "triangular2",
+    },
+    "onecycle": {"name": "onecycle", "three_phase": True, "anneal_strategy": "linear"},
+    "inverse_sqrt": {"name": "inverse_sqrt", "warmup": 8},
+    "wsd": {"name": "wsd", "warmup": 10, "num_decay_steps": "20%", "min_lr_ratio": 0.1},
+    "sequence": {
+        "name": "sequence",
+        "phases": [
+            {"name": "linear", "start_factor": 0.1, "end_factor": 1.0, "duration": 20},
+            {"name": "onecycle", "duration": 60},
+            {"name": "exponential", "gamma": 0.95},
+        ],
+    },
+    "chain": {
+        "name": "chain",
+        "schedules": [
+            {"name": "exponential", "gamma": 0.99},
+            {"name": "step", "step_size": 30, "gamma": 0.5},
+        ],
+    },
+    "plateau": {"name": "plateau", "warmup": 10, "patience": 2, "factor": 0.5, "cooldown": 1},
+    "torch": {
+        "name": "torch",
+        "_target_": "torch.optim.lr_scheduler.CyclicLR",
+        "base_lr": 0.01,
+        "max_lr": 0.5,
+        "step_size_up": 13,
+        "warmup": 5,
+    },
+}
+
+STEPS_PER_EPOCH = 15
+
+
+def make_optimizer(kind="sgd"):
+    groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in BASE_LRS]
+    if kind == "adam":
+        return torch.optim.AdamW(groups, lr=BASE_LRS[0])
+    return torch.optim.SGD(groups, lr=BASE_LRS[0], momentum=0.9)
+
+
+def build(config, kind="sgd"):
+    optimizer = make_optimizer(kind)
+    scheduler = build_scheduler(
+        optimizer, config, total_steps=TOTAL, steps_per_epoch=STEPS_PER_EPOCH
+    )
+    return optimizer, scheduler
+
+
+def metric(step):
+    """A validation loss that improves, stalls and wobbles, reported every 5 steps."""
+    return 1.0 / (1 + min(step, 40)) + (0.01 if step % 20 == 0 else 0.0)
+
+
+def advance(optimizer, scheduler, steps, start):
+    """Step through ``steps`` optimizer steps; record lr, momentum per group at each step."""
+    curve = []
+    for step in range(start, start + steps):
+        curve.append(
+            [
+                (g["lr"], g["betas"][0] if "betas" in g else g["momentum"])
+                for g in optimizer.param_groups
+            ]
+        )
+        optimizer.step()
+        scheduler.step()
+        if hasattr(scheduler, "observe") and step % 5 == 4:
+            scheduler.step(metric(step))
+    return curve
+
+
+def roundtrip(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def assert_plain(value, path="state"):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert isinstance(key, str), path
+            assert_plain(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_plain(item, f"{path}[{i}]")
+    else:
+        assert value is None or isinstance(value, bool | int | float | str), (path, value)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("stop", [0, 1, 37, 60, TOTAL - 1])
+def test_resume_is_bitwise_identical(name, stop, kind):
+    config = CONFIGS[name]
+    optimizer, scheduler = build(config, kind)
+    reference = advance(optimizer, scheduler, TOTAL + 5, 0)
+
+    optimizer, scheduler = build(config, kind)
+    before = advance(optimizer, scheduler, stop, 0)
+    state = scheduler.state_dict()
+    if name != "torch":  # a torch scheduler's own state is torch's business
+        assert_plain(state)
+    state = roundtrip(state)
+
+    optimizer, scheduler = build(config, kind)  # a fresh process would build it like this
+    scheduler.load_state_dict(state)
+    after = advance(optimizer, scheduler, TOTAL + 5 - stop, stop)
+    assert before + after == reference  # exact equality: bitwise identical floats
+
+
+def test_resume_after_optimizer_state_was_loaded_first():
+    """Loading the optimizer before building the scheduler must not shift the base rates."""
+    optimizer, scheduler = build(CONFIGS["cosine"])
+    reference = advance(optimizer, scheduler, TOTAL, 0)
+    optimizer, scheduler = build(CONFIGS["cosine"])
+    advance(optimizer, scheduler, 50, 0)
+    saved_opt, saved_sched = optimizer.state_dict(), scheduler.state_dict()
+
+    optimizer = make_optimizer()
+    optimizer.load_state_dict(saved_opt)  # groups now hold step 50's rates
+    scheduler = build_scheduler(optimizer, CONFIGS["cosine"], total_steps=TOTAL)
+    scheduler.load_state_dict(saved_sched)
+    assert advance(optimizer, scheduler, TOTAL - 50, 50) == reference[50:]
+
+
+def test_far_step_is_closed_form_not_replayed():
+    """Jumping to step 10**9 costs one evaluation and gives the closed-form value."""
+    _optimizer, scheduler = build({"name": "cosine_restarts", "T_0": 1000, "T_mult": 3})
+    state = scheduler.state_dict()
+    state["step"] = 10**9
+    scheduler.load_state_dict(state)
+    lrs = scheduler.get_last_lr()
+    # 10**9 lies in the cycle starting at 1000*(3**13-1)/2 = 797161000, of length 1000*3**13
+    t_cur, t_i = 10**9 - 797161000, 1000 * 3**13
+    import math
+
+    expected = [b * (1 + math.cos(math.pi * t_cur / t_i)) / 2 for b in BASE_LRS]
+    assert lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_other_plan_is_refused_with_what_changed():
+    _optimizer, scheduler = build({"name": "cosine", "warmup": 10})
+    state = scheduler.state_dict()
+    other = make_optimizer()
+    longer = build_scheduler(other, {"name": "cosine", "warmup": 10}, total_steps=2 * TOTAL)
+    with pytest.raises(ValueError, match=r"inner.T_max: saved 110, now 230"):
+        longer.load_state_dict(state)
+    step = build_scheduler(make_optimizer(), {"name": "step", "step_size": 5})
+    with pytest.raises(ValueError, match=r"different schedule"):
+        step.load_state_dict(state)
+
+
+def test_torch_state_is_refused():
+    optimizer = make_optimizer()
+    torch_sched = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)
+    ours = build_scheduler(make_optimizer(), {"name": "step", "step_size": 3})
+    with pytest.raises(ValueError, match="not saved by lightning_lrsched"):
+        ours.load_state_dict(torch_sched.state_dict())
+
+
+def test_only_lr_and_momentum_are_written():
+    optimizer, scheduler = build(CONFIGS["onecycle"])
+    keys_before = [set(g) for g in optimizer.param_groups]
+    advance(optimizer, scheduler, 10, 0)
+    assert [set(g) for g in optimizer.param_groups] == keys_before
+    assert all("initial_lr" not in g for g in optimizer.param_groups)
+
+
+def test_get_last_lr_matches_groups_and_construction_sets_step_zero():
+    optimizer, scheduler = build(CONFIGS["cosine"])
+    assert scheduler.get_last_lr() == [0.0, 0.0, 0.0]  # warmup from 0
+    assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
+    assert scheduler.get_last_lr() == pytest.approx([b / 12 for b in BASE_LRS])
