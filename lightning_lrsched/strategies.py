@@ -310,6 +310,12 @@ def _sequence(p: Params) -> Phases:
             )
         if length is not None and length <= 0:
             raise ConfigError(f"{path}.duration", duration, "leaves no steps for this phase")
+        if length is not None and p.ctx.rest is not None and start + length > p.ctx.rest:
+            raise ConfigError(
+                f"{path}.duration",
+                duration,
+                f"ends at step {start + length}, after the {p.ctx.rest} steps of training",
+            )
         phases.append(resolve(item, p.ctx.with_rest(length), path, top=False))
         starts.append(start)
         if length is not None:

@@ -181,6 +181,15 @@ INVALID = [
         "top level",
     ),
     (
+        {
+            "name": "sequence",
+            "phases": [{"name": "constant", "duration": 8}, {"name": "constant", "duration": 5}],
+        },
+        {"total_steps": 10},
+        "scheduler.phases[1].duration=5",
+        "ends at step 13, after the 10 steps",
+    ),
+    (
         {"name": "chain", "schedules": "cosine"},
         {"total_steps": 10},
         "scheduler.schedules='cosine'",
