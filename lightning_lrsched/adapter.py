@@ -18,6 +18,8 @@ from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from .schedules.base import ScaledSchedule, bind
+
 STATE_FORMAT = "lightning_lrsched.schedule/1"
 
 
@@ -64,6 +66,7 @@ class ScheduleLR(LRScheduler):
         self.fingerprint = fingerprint(self.description)
         self.last_epoch = 0
         self._step_count = 1
+        self._bind()
         self._apply()
 
     def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
@@ -78,40 +81,51 @@ class ScheduleLR(LRScheduler):
         self._apply()
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        return self.schedule.rates(self.last_epoch, self.base_lrs)
+        return self._evaluate(self.last_epoch)[0]
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
+        if self._last_lr is None:  # the scaling fast path builds the list only when asked
+            self._last_lr = [base * self._last_factor for base in self.base_lrs]
         return self._last_lr
 
+    def _bind(self) -> None:
+        self._evaluate = bind(self.schedule, tuple(self.base_lrs))
+        scaling_only = isinstance(self.schedule, ScaledSchedule) and not self._tensor_lrs
+        self._factor = self.schedule.factor if scaling_only else None
+
     def _apply(self) -> None:
-        step = self.last_epoch
-        lrs = self.schedule.rates(step, self.base_lrs)
         groups = self.optimizer.param_groups
-        if len(groups) != len(lrs):
+        if len(groups) != len(self.base_lrs):
             raise RuntimeError(
                 f"the optimizer has {len(groups)} param groups but the scheduler was built for "
-                f"{len(lrs)}; build the scheduler after adding param groups"
+                f"{len(self.base_lrs)}; build the scheduler after adding param groups"
             )
-        if self._tensor_lrs:
-            for group, lr in zip(groups, lrs, strict=True):
-                if isinstance(group["lr"], Tensor):
-                    group["lr"].fill_(lr)
-                else:
-                    group["lr"] = lr
-        else:
-            for group, lr in zip(groups, lrs, strict=True):
-                group["lr"] = lr
+        if self._factor is not None:
+            # One factor for every group: write base * factor directly (the cheapest step).
+            factor = self._last_factor = self._factor(self.last_epoch)
+            for group, base in zip(groups, self.base_lrs, strict=False):
+                group["lr"] = base * factor
+            self._last_lr = None
+            return
+        lrs, momenta = self._evaluate(self.last_epoch)
         self._last_lr = lrs
         kind = self._momentum_kind
-        if kind is not None:
-            momenta = self.schedule.momenta(step)
+        if self._tensor_lrs:
+            _write_slowly(groups, lrs, kind, momenta or self.base_momenta)
+        elif kind is None:
+            for group, lr in zip(groups, lrs, strict=False):  # lengths checked above
+                group["lr"] = lr
+        else:
             if momenta is None:  # a phase that does not cycle momentum restores the configured one
                 momenta = self.base_momenta
-            for group, momentum in zip(groups, momenta, strict=True):
-                if kind == "betas":
-                    group["betas"] = (momentum, *group["betas"][1:])
-                else:
+            if kind == "momentum":
+                for group, lr, momentum in zip(groups, lrs, momenta, strict=False):
+                    group["lr"] = lr
                     group["momentum"] = momentum
+            else:
+                for group, lr, momentum in zip(groups, lrs, momenta, strict=False):
+                    group["lr"] = lr
+                    group["betas"] = (momentum, *group["betas"][1:])
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
@@ -154,6 +168,7 @@ class ScheduleLR(LRScheduler):
         self._step_count = self.last_epoch + 1
         if self.stateful is not None:
             self.stateful.load_state_dict(state_dict["controller"])
+        self._bind()
         self._apply()
 
 
@@ -182,6 +197,21 @@ class PlateauLR(ScheduleLR):
     @property
     def monitor(self) -> str:
         return self.stateful.monitor
+
+
+def _write_slowly(
+    groups: list[dict[str, Any]], lrs: list[float], kind: str | None, momenta: Any
+) -> None:
+    """Write rates into groups whose ``lr`` may be a tensor (capturable / fused optimizers)."""
+    for i, group in enumerate(groups):
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lrs[i])
+        else:
+            group["lr"] = lrs[i]
+        if kind == "momentum":
+            group["momentum"] = momenta[i]
+        elif kind == "betas":
+            group["betas"] = (momenta[i], *group["betas"][1:])
 
 
 def _read_momentum(group: dict[str, Any], kind: str) -> float:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .schedules.base import Schedule
+from .schedules.base import Evaluate, Schedule, bind
 
 WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
 
@@ -28,8 +27,9 @@ class Warmup(Schedule):
 
     For ``t < steps``, with ``p = t / steps`` and ``s = start_factor``:
     ``lr = inner(0) * (shape(p) * (1 - s) + s)``, rising from ``s * inner(0)`` to the inner
-    schedule's first rate; from ``t = steps`` on, ``lr = inner(t - steps)``. With the defaults
-    (linear, ``s = 0``) this is Hugging Face's ``*_with_warmup`` prefix.
+    schedule's first rate; from ``t = steps`` on, ``lr = inner(t - steps)``. Momentum during
+    the warmup is the inner schedule's first. With the defaults (linear, ``s = 0``) this is
+    Hugging Face's ``*_with_warmup`` prefix.
 
     >>> from lightning_lrsched.schedules.decay import Constant
     >>> w = Warmup(inner=Constant(), steps=4, start_factor=0.0, shape="linear")
@@ -47,20 +47,28 @@ class Warmup(Schedule):
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return self.inner.cycles_momentum
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        if step >= self.steps:
-            return self.inner.rates(step - self.steps, base_lrs)
-        progress = float(step) / float(max(1, self.steps))
-        factor = warmup_shape(self.shape, progress) * (1.0 - self.start_factor) + self.start_factor
-        return [target * factor for target in self.inner.rates(0, base_lrs)]
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        inner = bind(self.inner, base_lrs)
+        steps, start, shape = self.steps, self.start_factor, self.shape
+        first: list[Any] = []  # the inner schedule's step 0, computed when first needed
 
-    def momenta(self, step: int) -> list[float] | None:
-        return self.inner.momenta(max(0, step - self.steps))
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            if step >= steps:
+                return inner(step - steps)
+            if not first:
+                first.append(inner(0))
+            target, momenta = first[0]
+            progress = float(step) / float(max(1, steps))
+            factor = warmup_shape(shape, progress) * (1.0 - start) + start
+            return [lr * factor for lr in target], momenta
+
+        return evaluate
 
 
 @dataclass(frozen=True)
 class Phases(Schedule):
     """Phases one after another; each counts steps from its own start (torch ``SequentialLR``).
+    A phase that does not cycle momentum leaves the configured momentum in place.
 
     >>> from lightning_lrsched.schedules.decay import Constant, Exponential
     >>> s = Phases(phases=(Constant(), Exponential(gamma=0.5)), starts=(0, 2))
@@ -76,17 +84,15 @@ class Phases(Schedule):
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return any(phase.cycles_momentum for phase in self.phases)
 
-    def _locate(self, step: int) -> tuple[Schedule, int]:
-        index = bisect_right(self.starts, step) - 1
-        return self.phases[index], step - self.starts[index]
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        bound = [bind(phase, base_lrs) for phase in self.phases]
+        starts = self.starts
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        phase, local = self._locate(step)
-        return phase.rates(local, base_lrs)
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            index = bisect_right(starts, step) - 1
+            return bound[index](step - starts[index])
 
-    def momenta(self, step: int) -> list[float] | None:
-        phase, local = self._locate(step)
-        return phase.momenta(local)
+        return evaluate
 
 
 @dataclass(frozen=True)
@@ -107,20 +113,20 @@ class Chain(Schedule):
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return any(s.cycles_momentum for s in self.schedules)
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        lrs = list(base_lrs)
-        for schedule in self.schedules:
-            part = schedule.rates(step, base_lrs)
-            lrs = [
-                lr * (p / base) if base else 0.0
-                for lr, p, base in zip(lrs, part, base_lrs, strict=True)
-            ]
-        return lrs
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        bound = [bind(schedule, base_lrs) for schedule in self.schedules]
 
-    def momenta(self, step: int) -> list[float] | None:
-        result = None
-        for schedule in self.schedules:
-            m = schedule.momenta(step)
-            if m is not None:
-                result = m
-        return result
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            lrs = list(base_lrs)
+            momenta = None
+            for part in bound:
+                part_lrs, part_momenta = part(step)
+                lrs = [
+                    lr * (p / base) if base else 0.0
+                    for lr, p, base in zip(lrs, part_lrs, base_lrs, strict=True)
+                ]
+                if part_momenta is not None:
+                    momenta = part_momenta
+            return lrs, momenta
+
+        return evaluate

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+
+# evaluate(step) -> (rate per group, momentum per group or None to leave momentum alone)
+Evaluate = Callable[[int], tuple[list[float], list[float] | None]]
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A learning-rate schedule: ``rates(step, base_lrs)`` in closed form, no state.
+    """A learning-rate schedule: a closed-form function of the step, no state.
 
     ``step`` counts optimizer steps from the schedule's own start (0 = the first step).
-    ``base_lrs`` are the param groups' configured rates. Schedules that cycle momentum return
-    one value per group from :meth:`momenta`; others return ``None`` (leave momentum alone).
+    ``base_lrs`` are the param groups' configured rates. Leaf schedules define
+    ``rates(step, base_lrs)`` (and ``momenta(step)`` when they cycle momentum); :meth:`bind`
+    fixes the base rates once and returns the per-step evaluator the torch adapter calls, which
+    is where per-group constants are precomputed so a step costs as little as possible.
     """
 
     kind: ClassVar[str] = "schedule"
     cycles_momentum: ClassVar[bool] = False
 
     def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        raise NotImplementedError
+        return self.bind(tuple(base_lrs))(step)[0]
 
     def momenta(self, step: int) -> list[float] | None:
         return None
+
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        return bind_generic(self, base_lrs)
 
     def describe(self) -> dict[str, Any]:
         """Plain data naming the schedule and every resolved parameter (used for fingerprints)."""
@@ -43,6 +51,29 @@ class ScaledSchedule(Schedule):
     def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
         f = self.factor(step)
         return [base * f for base in base_lrs]
+
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        factor = self.factor
+
+        def evaluate(step: int) -> tuple[list[float], None]:
+            f = factor(step)
+            return [base * f for base in base_lrs], None
+
+        return evaluate
+
+
+def bind(source: Any, base_lrs: tuple[float, ...]) -> Evaluate:
+    """The evaluator of a schedule or of a stateful rate source (plateau, torch pass-through)."""
+    method = getattr(source, "bind", None)
+    return method(base_lrs) if method is not None else bind_generic(source, base_lrs)
+
+
+def bind_generic(source: Any, base_lrs: tuple[float, ...]) -> Evaluate:
+    """An evaluator built from ``source.rates`` and ``source.momenta``."""
+    rates, momenta = source.rates, source.momenta
+    if source.cycles_momentum:
+        return lambda step: (rates(step, base_lrs), momenta(step))
+    return lambda step: (rates(step, base_lrs), None)
 
 
 def _plain(value: Any) -> Any:

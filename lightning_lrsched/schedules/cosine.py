@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from .base import ScaledSchedule, Schedule
 
@@ -54,22 +56,18 @@ class CosineRestarts(Schedule):
     T_mult: int
     eta_min: float
 
+    @cached_property
+    def _restarts(self) -> tuple[int, ...]:
+        """First step of each cycle, in exact integers (64 cycles pass any step index)."""
+        m = self.T_mult
+        return tuple(self.T_0 * (m**k - 1) // (m - 1) for k in range(64))
+
     def cycle(self, step: int) -> tuple[int, int]:
         """(steps since the last restart, length of the current cycle)."""
         if step < self.T_0 or self.T_mult == 1:
             return step % self.T_0, self.T_0
-        m = self.T_mult
-        n = int(math.log(step / self.T_0 * (m - 1) + 1, m))
-
-        def start(k: int) -> int:  # first step of cycle k
-            return self.T_0 * (m**k - 1) // (m - 1)
-
-        # The float logarithm can be one off at a restart; integers settle it.
-        while start(n + 1) <= step:
-            n += 1
-        while start(n) > step:
-            n -= 1
-        return step - start(n), self.T_0 * m**n
+        n = bisect_right(self._restarts, step) - 1
+        return step - self._restarts[n], self.T_0 * self.T_mult**n
 
     def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
         t_cur, t_i = self.cycle(step)

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Schedule
+from .base import Evaluate, Schedule
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,27 @@ class Cyclic(Schedule):
             for low, high in zip(self.base_momenta, self.max_momenta, strict=True)
         ]
 
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        # Per-group lows and amplitudes are fixed: only the position moves with the step.
+        lows = base_lrs if self.base_lrs is None else self.base_lrs
+        lr_pairs = [(low, high - low) for low, high in zip(lows, self.max_lrs, strict=True)]
+        momentum_pairs = [
+            (high, high - low)
+            for low, high in zip(self.base_momenta, self.max_momenta, strict=True)
+        ]
+        position = self._position
+        cycle_momentum = self.cycle_momentum
+
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            height, scale = position(step)
+            shift = height * scale
+            lrs = [low + amplitude * shift for low, amplitude in lr_pairs]
+            if not cycle_momentum:
+                return lrs, None
+            return lrs, [high - amplitude * shift for high, amplitude in momentum_pairs]
+
+        return evaluate
+
 
 def _anneal_cos(start: float, end: float, pct: float) -> float:
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -118,13 +139,18 @@ class OneCycle(Schedule):
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return self.cycle_momentum
 
-    def _phase(self, step: int) -> tuple[int, float]:
-        """(index of the phase, progress 0..1 within it), exactly as torch splits the cycle."""
-        step = min(step, self.total_steps - 1)
+    @property
+    def _phase_ends(self) -> list[float]:
         ends = [float(self.pct_start * self.total_steps) - 1]
         if self.three_phase:
             ends.append(float(2 * self.pct_start * self.total_steps) - 2)
         ends.append(self.total_steps - 1)
+        return ends
+
+    def _phase(self, step: int, ends: list[float] | None = None) -> tuple[int, float]:
+        """(index of the phase, progress 0..1 within it), exactly as torch splits the cycle."""
+        step = min(step, self.total_steps - 1)
+        ends = self._phase_ends if ends is None else ends
         start = 0.0
         for i, end in enumerate(ends):
             if step <= end or i == len(ends) - 1:
@@ -137,32 +163,69 @@ class OneCycle(Schedule):
             return _anneal_cos(start, end, pct)
         return _anneal_linear(start, end, pct)
 
+    def _lr_ends(self, phase: int, peak: float) -> tuple[float, float]:
+        initial = peak / self.div_factor
+        if phase == 0:
+            return initial, peak
+        if self.three_phase and phase == 1:
+            return peak, initial
+        return (initial if self.three_phase else peak), initial / self.final_div_factor
+
+    def _momentum_ends(self, phase: int, low: float, high: float) -> tuple[float, float]:
+        if phase == 0:
+            return high, low
+        if self.three_phase and phase == 2:
+            return high, high
+        return low, high
+
     def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
         phase, pct = self._phase(step)
-        out = []
-        for peak in base_lrs if self.max_lrs is None else self.max_lrs:
-            initial = peak / self.div_factor
-            if phase == 0:
-                start, end = initial, peak
-            elif self.three_phase and phase == 1:
-                start, end = peak, initial
-            else:
-                start = initial if self.three_phase else peak
-                end = initial / self.final_div_factor
-            out.append(self._anneal(start, end, pct))
-        return out
+        peaks = base_lrs if self.max_lrs is None else self.max_lrs
+        return [self._anneal(*self._lr_ends(phase, peak), pct) for peak in peaks]
 
     def momenta(self, step: int) -> list[float] | None:
         if not self.cycle_momentum:
             return None
         phase, pct = self._phase(step)
-        out = []
-        for low, high in zip(self.base_momenta, self.max_momenta, strict=True):
-            if phase == 0:
-                start, end = high, low
-            elif self.three_phase and phase == 2:
-                start, end = high, high
-            else:
-                start, end = low, high
-            out.append(self._anneal(start, end, pct))
-        return out
+        return [
+            self._anneal(*self._momentum_ends(phase, low, high), pct)
+            for low, high in zip(self.base_momenta, self.max_momenta, strict=True)
+        ]
+
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        # Precompute, per phase and group, the two constants of the anneal formula, in torch's
+        # order of operations: cos: end + (start - end) / 2 * (cos(pi p) + 1);
+        # linear: (end - start) * p + start.
+        peaks = base_lrs if self.max_lrs is None else self.max_lrs
+        ends = self._phase_ends
+        cosine = self.anneal_strategy == "cos"
+
+        def constants(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:
+            if cosine:
+                return [(end, (start - end) / 2.0) for start, end in pairs]
+            return [(start, end - start) for start, end in pairs]
+
+        lr_table = [
+            constants([self._lr_ends(phase, peak) for peak in peaks]) for phase in range(len(ends))
+        ]
+        momentum_table = [
+            constants(
+                [
+                    self._momentum_ends(phase, low, high)
+                    for low, high in zip(self.base_momenta, self.max_momenta, strict=True)
+                ]
+            )
+            for phase in range(len(ends))
+        ]
+        phase_of = self._phase
+        cycle_momentum = self.cycle_momentum
+
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            phase, pct = phase_of(step, ends)
+            shape = math.cos(math.pi * pct) + 1 if cosine else pct
+            lrs = [offset + scale * shape for offset, scale in lr_table[phase]]
+            if not cycle_momentum:
+                return lrs, None
+            return lrs, [offset + scale * shape for offset, scale in momentum_table[phase]]
+
+        return evaluate

@@ -88,10 +88,9 @@ class Linear(ScaledSchedule):
     total_iters: int
 
     def factor(self, step: int) -> float:
-        return (
-            self.start_factor
-            + (self.end_factor - self.start_factor) * min(self.total_iters, step) / self.total_iters
-        )
+        if step >= self.total_iters:  # exactly the end factor, free of cancellation error
+            return self.end_factor
+        return self.start_factor + (self.end_factor - self.start_factor) * step / self.total_iters
 
 
 @dataclass(frozen=True)

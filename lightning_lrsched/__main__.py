@@ -1,0 +1,8 @@
+"""``python -m lightning_lrsched ...`` runs the ``lrsched`` command line."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

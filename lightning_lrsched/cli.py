@@ -1,0 +1,250 @@
+"""The ``lrsched`` command line: ``lrsched list`` and ``lrsched plot <name> [key=value ...]``.
+
+``key=value`` overrides are read as Hydra reads them: ``gamma=0.5``, ``eta_min=1e-4``,
+``three_phase=true``, ``warmup=5%``, ``milestones=[30ep,60ep]``,
+``phases=[{name: linear, duration: 10}, {name: cosine}]``. Bad input prints one line,
+``lrsched: error: <message>``, to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import yaml
+
+from .compose import WARMUP_SHAPES
+from .errors import ConfigError
+from .plan import OPTIMIZERS, Plan, plan_rates
+from .registry import STRATEGIES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+PROG = "lrsched"
+MAX_EPOCH_LINES = 20
+
+
+class UsageError(Exception):
+    """Bad command-line input; its message is printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# -- key=value overrides ------------------------------------------------------------------------
+
+
+class _HydraLoader(yaml.SafeLoader):
+    """YAML scalars as Hydra types them: true/false, null, decimal ints, floats incl. ``1e-4``.
+
+    PyYAML's YAML 1.1 rules differ (``1e-4`` is a string, ``on``/``yes`` are booleans,
+    ``010`` is octal, ``2024-01-01`` a date); everything not matched here stays a string.
+    """
+
+
+_HydraLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("bool", r"(?i:true|false)", "tTfF"),
+    ("null", r"(?i:null)|~|", "nN~"),
+    ("int", r"[-+]?(?:0|[1-9][0-9_]*)", "-+0123456789"),
+    (
+        "float",
+        r"[-+]?(?:(?:[0-9][0-9_]*)?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
+        r"|[0-9][0-9_]*\.?[eE][-+]?[0-9]+|[0-9][0-9_]*\.|(?i:inf|nan))",
+        "-+0123456789.iInN",
+    ),
+):
+    _HydraLoader.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), [*_first, ""]
+    )
+
+
+def parse_value(text: str) -> Any:
+    """One override value as Hydra types it; anything YAML cannot read stays a string.
+
+    >>> [parse_value(v) for v in ("5%", "2ep", "1e-4", "3", "true", "[30ep, 60ep]")]
+    ['5%', '2ep', 0.0001, 3, True, ['30ep', '60ep']]
+    >>> parse_value("[{name: linear, duration: 10}, {name: cosine}]")
+    [{'name': 'linear', 'duration': 10}, {'name': 'cosine'}]
+    """
+    if text == "":
+        return ""
+    try:
+        return yaml.load(text, Loader=_HydraLoader)  # a SafeLoader: builds plain data only
+    except yaml.YAMLError as err:
+        if text.lstrip().startswith(("[", "{")):
+            problem = getattr(err, "problem", None) or "not valid YAML"
+            raise UsageError(f"{text!r}: cannot parse the list or mapping ({problem})") from None
+        return text
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["gamma=0.5", "milestones=[2ep,4ep]"]`` → ``{"gamma": 0.5, "milestones": [...]}``.
+
+    A ``scheduler.`` prefix (as in a training override) is accepted and dropped.
+    """
+    config: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().removeprefix("scheduler.")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(
+                f"{item!r}: expected key=value with a plain parameter name, "
+                "e.g. warmup=5% or milestones=[30ep,60ep]"
+            )
+        if key == "name":
+            raise UsageError(f"{item!r}: give the strategy name as the first argument")
+        if key in config:
+            raise UsageError(f"{item!r}: {key} is given more than once")
+        config[key] = parse_value(text)
+    return config
+
+
+# -- drawing ------------------------------------------------------------------------------------
+
+
+def draw(plan: Plan, *, title: str, steps_per_epoch: int | None = None) -> Figure:
+    """A figure of the planned rate (top) and, when the schedule cycles it, momentum (below).
+
+    Step ``k``'s value holds from ``k`` to ``k + 1`` on the x axis (optimizer steps); epoch
+    boundaries are dotted vertical lines and the top axis counts epochs.
+    """
+    from matplotlib.figure import Figure
+
+    rows = 1 if plan.momenta is None else 2
+    fig = Figure(figsize=(9, 4.8 if rows == 1 else 6.8), layout="constrained")
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False, height_ratios=[2, 1][:rows])[:, 0]
+    total = len(plan.steps)
+    xs = [*plan.steps, total]
+    series = [("learning rate", plan.lrs, "C0")]
+    if plan.momenta is not None:
+        series.append((plan.momentum_label, plan.momenta, "C1"))
+    for ax, (label, values, color) in zip(axes, series, strict=True):
+        ax.plot(xs, [*values, values[-1]], drawstyle="steps-post", color=color, label=label)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if steps_per_epoch:
+            _mark_epochs(ax, total, steps_per_epoch)
+        ax.legend(loc="best", fontsize="small")
+    axes[0].set_xlim(0, total)
+    axes[-1].set_xlabel("optimizer step")
+    if steps_per_epoch:
+        top = axes[0].secondary_xaxis(
+            "top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch)
+        )
+        top.set_xlabel("epoch")
+    fig.suptitle(textwrap.fill(title, width=100), fontsize="medium")
+    return fig
+
+
+def _mark_epochs(ax: Any, total: int, steps_per_epoch: int) -> None:
+    epochs = (total - 1) // steps_per_epoch
+    every = 1  # thinned to a round number of epochs (1, 2, 5, 10, 20, ...) when there are many
+    while epochs / every > MAX_EPOCH_LINES:
+        every = every * 5 // 2 if str(every).startswith("2") else every * 2
+    for i, epoch in enumerate(range(every, epochs + 1, every)):
+        label = ("epoch start" if every == 1 else f"every {every} epochs") if i == 0 else None
+        ax.axvline(epoch * steps_per_epoch, color="0.5", linestyle=":", linewidth=1, label=label)
+
+
+# -- subcommands --------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print every registered strategy with its summary and parameters."""
+    width = max(len(name) for name in STRATEGIES)
+    for name, entry in STRATEGIES.items():
+        print(f"{name:<{width}}  {entry.summary}; parameters: {entry.parameters}")
+    print()
+    print(
+        "Every strategy also takes warmup (a duration, default 0), warmup_start_factor "
+        f"(default 0.0; wsd: min_lr_ratio) and warmup_type ({'|'.join(WARMUP_SHAPES)})."
+    )
+    print(
+        "Durations (warmup, step_size, milestones, T_max, ...): optimizer steps (500), "
+        'epochs ("2ep", needs --steps-per-epoch) or a percentage of all steps ("5%").'
+    )
+    print(f"Plot one: {PROG} plot cosine warmup=5% --total-steps 1000 --out cosine.png")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Plan the schedule, draw it and write the PNG; print the PNG's path."""
+    config = {"name": args.name, **parse_overrides(args.overrides)}
+    try:
+        plan = plan_rates(
+            config,
+            args.total_steps,
+            steps_per_epoch=args.steps_per_epoch,
+            base_lr=args.lr,
+            optimizer=args.optimizer,
+        )
+    except ConfigError as err:
+        if args.steps_per_epoch is None and str(err.value).endswith("ep"):
+            raise UsageError(f"{err} (here: --steps-per-epoch M)") from None
+        raise
+    setup = f"{args.total_steps} steps"
+    if args.steps_per_epoch:
+        setup += f", {args.steps_per_epoch} per epoch"
+    title = f"{args.name} {' '.join(args.overrides)}".strip()
+    title += f"  ({setup}, {args.optimizer} lr={args.lr:g})"
+    fig = draw(plan, title=title, steps_per_epoch=args.steps_per_epoch)
+    out = Path(args.out)
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as err:
+        raise UsageError(
+            f"--out {str(out)!r}: cannot write the PNG ({err.strerror or err})"
+        ) from None
+    print(out)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lrsched`` argument parser (its errors raise :class:`UsageError`)."""
+    parser = _Parser(prog=PROG, description="Learning-rate schedules for PyTorch Lightning.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    listing = commands.add_parser("list", help="list every strategy and its parameters")
+    listing.set_defaults(run=run_list)
+    plot = commands.add_parser(
+        "plot",
+        help="draw a strategy's planned rate (and momentum) to a PNG",
+        description="Draw the planned rate of every optimizer step, without training.",
+        epilog="example: lrsched plot multistep milestones=[2ep,4ep] --total-steps 600 "
+        "--steps-per-epoch 100",
+    )
+    plot.add_argument("name", help=f"strategy ({PROG} list shows them)")
+    plot.add_argument("overrides", nargs="*", metavar="key=value", help="strategy parameters")
+    plot.add_argument("--total-steps", type=int, required=True, help="optimizer steps to plan")
+    plot.add_argument("--steps-per-epoch", type=int, help="resolves '2ep' and marks epochs")
+    plot.add_argument("--lr", type=float, default=0.1, help="base learning rate (default 0.1)")
+    plot.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default sgd")
+    plot.add_argument("--out", default="schedule.png", help="PNG to write (default schedule.png)")
+    plot.set_defaults(run=run_plot)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lrsched`` with ``argv`` (default: the process's arguments); return the exit code."""
+    try:
+        args, extra = build_parser().parse_known_args(argv)
+        if args.command == "plot":  # overrides may also follow the options
+            args.overrides += [item for item in extra if not item.startswith("-")]
+            extra = [item for item in extra if item.startswith("-")]
+        if extra:
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
+        return args.run(args)
+    except (UsageError, ConfigError) as err:
+        message = re.sub(r"\s*\n\s*", " ", str(err)).strip()
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
