@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
+from .errors import ConfigError
 from .schedules.base import ScaledSchedule, bind
 
 STATE_FORMAT = "lightning_lrsched.schedule/1"
@@ -38,6 +40,9 @@ def fingerprint(description: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+PLAN_CHANGES = ("error", "continue")
+
+
 class ScheduleLR(LRScheduler):
     """Drives an optimizer's param groups from a closed-form schedule.
 
@@ -45,43 +50,92 @@ class ScheduleLR(LRScheduler):
     ``get_last_lr()`` returns them; after ``k`` calls of :meth:`step` they hold step ``k``.
     Base rates are the groups' ``lr`` at construction; nothing is written into the groups
     except ``lr`` and (for schedules that cycle it) ``momentum`` or ``betas[0]``.
+
+    For ``plateau``, ``step(metric)`` reports a monitored value (as with torch's
+    ``ReduceLROnPlateau``) while ``step()`` advances one optimizer step (it matters during the
+    warmup); values reported during the warmup are ignored.
+
+    ``replan(offset, anchor_lrs)`` rebuilds the configured strategy for the steps after
+    ``offset``, starting from ``anchor_lrs``; with ``on_plan_change="continue"`` it is how state
+    saved under a different plan is continued without a jump in the rate.
     """
 
-    def __init__(self, optimizer: Optimizer, schedule: Any, *, stateful: Any = None) -> None:
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        schedule: Any,
+        *,
+        stateful: Any = None,
+        replan: Callable[[int, list[float]], tuple[Any, Any]] | None = None,
+        on_plan_change: str = "error",
+    ) -> None:
         # LRScheduler.__init__ is not called on purpose: it writes ``initial_lr`` into every
         # group and steps once through the recursive machinery this class replaces.
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        if on_plan_change not in PLAN_CHANGES:
+            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
         self.optimizer = optimizer
-        self.schedule = schedule
-        self.stateful = stateful
+        self.replan = replan
+        self.on_plan_change = on_plan_change
         groups = optimizer.param_groups
         self.base_lrs: list[float] = [float(group["lr"]) for group in groups]
         self._tensor_lrs = any(isinstance(group["lr"], Tensor) for group in groups)
-        self._momentum_kind = momentum_kind(optimizer) if schedule.cycles_momentum else None
-        self.base_momenta: list[float] | None = None
-        if self._momentum_kind is not None:
-            self.base_momenta = [float(_read_momentum(g, self._momentum_kind)) for g in groups]
-        self.description: dict[str, Any] = schedule.describe()
-        self.fingerprint = fingerprint(self.description)
+        self.offset = 0  # > 0 once a changed plan took over at that step
         self.last_epoch = 0
         self._step_count = 1
-        self._bind()
+        self._set_plan(schedule, stateful)
         self._apply()
 
-    def step(self, epoch: int | None = None) -> None:  # type: ignore[override]
-        """Advance one optimizer step and write that step's rates."""
+    def _set_plan(self, schedule: Any, stateful: Any) -> None:
+        self.schedule = schedule
+        self.stateful = stateful
+        kind = momentum_kind(self.optimizer) if schedule.cycles_momentum else None
+        self._momentum_kind = kind
+        self.base_momenta: list[float] | None = None
+        if kind is not None:
+            self.base_momenta = [
+                float(_read_momentum(g, kind)) for g in self.optimizer.param_groups
+            ]
+        self.description: dict[str, Any] = schedule.describe()
+        self.fingerprint = fingerprint({"plan": self.description, "offset": self.offset})
+        self._bind()
+
+    @property
+    def is_plateau(self) -> bool:
+        """True when the rates after the warmup come from a metric-driven controller."""
+        return hasattr(self.stateful, "update")
+
+    @property
+    def monitor(self) -> str | None:
+        """The metric a plateau schedule watches (None for other schedules)."""
+        return self.stateful.monitor if self.is_plateau else None
+
+    def step(self, metrics: Any = None, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Advance one optimizer step and write that step's rates (plateau: see the class doc)."""
         if epoch is not None:
             raise TypeError(
                 "step(epoch) is not supported: the schedule counts optimizer steps itself; "
                 "restore a position with load_state_dict()"
             )
+        if metrics is not None:
+            self.observe(metrics)
+            return
         self.last_epoch += 1
         self._step_count += 1
         self._apply()
 
+    def observe(self, metric: Any) -> None:
+        """Feed one monitored value to the plateau controller and apply its decision."""
+        if not self.is_plateau:
+            raise TypeError(f"a {self.description['kind']} schedule does not take metrics")
+        warmup_steps = getattr(self.schedule, "steps", 0) if self.offset == 0 else 0
+        if self.last_epoch >= warmup_steps:
+            self.stateful.update(float(metric))
+            self._apply()
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
-        return self._evaluate(self.last_epoch)[0]
+        return self._evaluate(self.last_epoch - self.offset)[0]
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
         if self._last_lr is None:  # the scaling fast path builds the list only when asked
@@ -100,14 +154,15 @@ class ScheduleLR(LRScheduler):
                 f"the optimizer has {len(groups)} param groups but the scheduler was built for "
                 f"{len(self.base_lrs)}; build the scheduler after adding param groups"
             )
+        step = self.last_epoch - self.offset
         if self._factor is not None:
             # One factor for every group: write base * factor directly (the cheapest step).
-            factor = self._last_factor = self._factor(self.last_epoch)
+            factor = self._last_factor = self._factor(step)
             for group, base in zip(groups, self.base_lrs, strict=False):
                 group["lr"] = base * factor
             self._last_lr = None
             return
-        lrs, momenta = self._evaluate(self.last_epoch)
+        lrs, momenta = self._evaluate(step)
         self._last_lr = lrs
         kind = self._momentum_kind
         if self._tensor_lrs:
@@ -129,11 +184,13 @@ class ScheduleLR(LRScheduler):
 
     # -- state ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
-        """Plain data: step, base rates, the schedule's description and fingerprint."""
+        """Plain data: position, base and current rates, the plan's description and fingerprint."""
         state: dict[str, Any] = {
             "format": STATE_FORMAT,
             "step": self.last_epoch,
+            "offset": self.offset,
             "base_lrs": list(self.base_lrs),
+            "lrs": list(self.get_last_lr()),
             "base_momenta": None if self.base_momenta is None else list(self.base_momenta),
             "fingerprint": self.fingerprint,
             "schedule": self.description,
@@ -143,60 +200,56 @@ class ScheduleLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
-        """Continue from a saved position; refuse state saved for a different schedule."""
-        if state_dict.get("format") != STATE_FORMAT:
+        """Continue from a saved position.
+
+        State saved under a different plan (other strategy, parameters or horizon) raises a
+        ``ValueError`` saying what changed, unless ``on_plan_change="continue"``: then the new
+        plan takes over at the saved step, starting from the saved rates.
+        """
+        state = state_dict
+        if state.get("format") != STATE_FORMAT:
             raise ValueError(
-                f"scheduler state has format {state_dict.get('format')!r}, expected "
+                f"scheduler state has format {state.get('format')!r}, expected "
                 f"{STATE_FORMAT!r}: it was not saved by lightning_lrsched's scheduler"
             )
-        if state_dict["fingerprint"] != self.fingerprint:
-            changes = describe_changes(state_dict.get("schedule", {}), self.description)
+        if len(state["base_lrs"]) != len(self.optimizer.param_groups):
             raise ValueError(
-                "scheduler state was saved for a different schedule "
-                f"({changes}); build the scheduler from the same config and number of "
-                "training steps to resume, or start it fresh without loading the state"
-            )
-        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
-            raise ValueError(
-                f"scheduler state has {len(state_dict['base_lrs'])} param groups, the optimizer "
+                f"scheduler state has {len(state['base_lrs'])} param groups, the optimizer "
                 f"has {len(self.optimizer.param_groups)}"
             )
-        self.base_lrs = [float(lr) for lr in state_dict["base_lrs"]]
-        if state_dict.get("base_momenta") is not None:
-            self.base_momenta = [float(m) for m in state_dict["base_momenta"]]
-        self.last_epoch = int(state_dict["step"])
-        self._step_count = self.last_epoch + 1
-        if self.stateful is not None:
-            self.stateful.load_state_dict(state_dict["controller"])
-        self._bind()
+        saved_offset = int(state.get("offset", 0))
+        if saved_offset != self.offset:  # the run continued a changed plan: rebuild it likewise
+            self._take_over(saved_offset, [float(lr) for lr in state["base_lrs"]])
+        step = int(state["step"])
+        if state["fingerprint"] != self.fingerprint:
+            changes = describe_changes(state.get("schedule", {}), self.description)
+            if self.on_plan_change != "continue":
+                raise ValueError(
+                    f"scheduler state was saved for a different plan ({changes}); resume with "
+                    "the same config and number of training steps, or pass "
+                    "on_plan_change='continue' to go on from the saved step and rate with the "
+                    "new plan"
+                )
+            self._take_over(step, [float(lr) for lr in state["lrs"]])
+        else:
+            self.base_lrs = [float(lr) for lr in state["base_lrs"]]
+            if state.get("base_momenta") is not None:
+                self.base_momenta = [float(m) for m in state["base_momenta"]]
+            if self.stateful is not None:
+                self.stateful.load_state_dict(state["controller"])
+            self._bind()
+        self.last_epoch = step
+        self._step_count = step + 1
         self._apply()
 
-
-class PlateauLR(ScheduleLR):
-    """A :class:`ScheduleLR` whose rates after the warmup come from a metric-driven controller.
-
-    ``step()`` advances one optimizer step (it only matters during warmup); ``step(metric)``
-    reports a monitored value, as torch's ``ReduceLROnPlateau.step(metric)`` does. Values
-    reported during the warmup are ignored.
-    """
-
-    def step(self, metrics: Any = None, epoch: int | None = None) -> None:  # type: ignore[override]
-        if metrics is None:
-            super().step(epoch)
-            return
-        self.observe(metrics)
-
-    def observe(self, metric: Any) -> None:
-        """Feed one monitored value to the controller and apply its decision."""
-        value = float(metric)
-        warmup_steps = getattr(self.schedule, "steps", 0)
-        if self.last_epoch >= warmup_steps:
-            self.stateful.update(value)
-            self._apply()
-
-    @property
-    def monitor(self) -> str:
-        return self.stateful.monitor
+    def _take_over(self, offset: int, anchor_lrs: list[float]) -> None:
+        """Let the configured plan run from step ``offset`` on, starting at ``anchor_lrs``."""
+        if self.replan is None:
+            raise ValueError("this scheduler cannot change its plan: it was built without one")
+        schedule, stateful = self.replan(offset, anchor_lrs)
+        self.offset = offset
+        self.base_lrs = list(anchor_lrs)
+        self._set_plan(schedule, stateful)
 
 
 def _write_slowly(
@@ -228,8 +281,21 @@ def describe_changes(saved: Any, current: Any, prefix: str = "") -> str:
     return shown + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
 
 
+def _strategy(description: dict[str, Any]) -> str:
+    inner = description.get("inner")
+    return description.get("kind", "?") + (
+        f"({_strategy(inner)})" if isinstance(inner, dict) else ""
+    )
+
+
 def _collect(saved: Any, current: Any, path: str, out: list[str]) -> None:
-    if isinstance(saved, dict) and isinstance(current, dict):
+    if (
+        isinstance(saved, dict)
+        and isinstance(current, dict)
+        and saved.get("kind") != current.get("kind")
+    ):
+        out.append(f"{path or 'strategy'}: saved {_strategy(saved)}, now {_strategy(current)}")
+    elif isinstance(saved, dict) and isinstance(current, dict):
         for key in sorted(set(saved) | set(current), key=str):
             _collect(saved.get(key), current.get(key), f"{path}.{key}" if path else str(key), out)
     elif isinstance(saved, list) and isinstance(current, list) and len(saved) == len(current):

@@ -43,13 +43,15 @@ def import_scheduler_class(target: Any, key: str) -> type:
 class TorchSchedulerSource:
     """A torch scheduler stepped in lockstep with our step count, on shadow param groups."""
 
-    def __init__(self, cls: type, kwargs: dict[str, Any], optimizer: Optimizer) -> None:
+    def __init__(
+        self, cls: type, kwargs: dict[str, Any], optimizer: Optimizer, base_lrs: Any
+    ) -> None:
         self.cls = cls
         self.kwargs = kwargs
         groups = []
-        for group in optimizer.param_groups:
+        for group, lr in zip(optimizer.param_groups, base_lrs, strict=True):
             copy = {k: v for k, v in group.items() if k not in _GROUP_SKIP}
-            copy["lr"] = float(group["lr"])
+            copy["lr"] = float(lr)
             copy["params"] = [torch.zeros(1, requires_grad=True)]
             groups.append(copy)
         self.shadow = Optimizer(groups, dict(optimizer.defaults))

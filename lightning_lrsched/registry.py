@@ -8,11 +8,10 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from .adapter import PlateauLR, ScheduleLR, momentum_kind
+from .adapter import ScheduleLR, momentum_kind
 from .compose import WARMUP_SHAPES, Warmup
 from .errors import ConfigError
 from .params import Context, Params
-from .plateau import PlateauController
 
 
 @dataclass(frozen=True)
@@ -93,6 +92,7 @@ def build_scheduler(
     *,
     total_steps: int | None = None,
     steps_per_epoch: int | None = None,
+    on_plan_change: str = "error",
 ) -> ScheduleLR:
     """Build a torch ``LRScheduler`` for ``optimizer`` from a strategy config.
 
@@ -100,6 +100,9 @@ def build_scheduler(
     ``total_steps`` (optimizer steps of the whole run) resolves ``"<p>%"`` durations and
     "rest of training" defaults; ``steps_per_epoch`` resolves ``"<n>ep"``. Bad input raises a
     :class:`ConfigError` (a ``ValueError``) naming the key, the value and what is allowed.
+    ``on_plan_change="continue"`` lets :meth:`ScheduleLR.load_state_dict` accept state saved
+    under a different plan and go on from its step and rates with this plan (without warmup);
+    the default refuses it with an error that says what changed.
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -122,17 +125,32 @@ def build_scheduler(
         if not lr >= 0 or lr == float("inf"):
             raise ConfigError(f"optimizer.param_groups[{i}].lr", lr, "must be a finite number >= 0")
         base_lrs.append(lr)
-    ctx = Context(
-        total_steps=total_steps,
-        steps_per_epoch=steps_per_epoch,
-        base_lrs=tuple(base_lrs),
-        momentum_kind=momentum_kind(optimizer),
-        rest=total_steps,
-        optimizer=optimizer,
+    config = to_mapping(config, "scheduler")
+
+    def plan(rest: int | None, lrs: tuple[float, ...], plan_config: dict[str, Any]) -> Any:
+        ctx = Context(
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            base_lrs=lrs,
+            momentum_kind=momentum_kind(optimizer),
+            rest=rest,
+            optimizer=optimizer,
+        )
+        schedule = resolve(plan_config, ctx)
+        source = schedule.inner if isinstance(schedule, Warmup) else schedule
+        return schedule, (source if hasattr(source, "state_dict") else None)
+
+    def replan(offset: int, anchor_lrs: list[float]) -> tuple[Any, Any]:
+        rest = None if total_steps is None else total_steps - offset
+        if rest is not None and rest < 1:
+            raise ValueError(
+                f"the new plan has {total_steps} training steps, the saved state is at step "
+                f"{offset}: nothing is left to schedule"
+            )
+        without_warmup = {k: v for k, v in config.items() if not k.startswith("warmup")}
+        return plan(rest, tuple(anchor_lrs), without_warmup)
+
+    schedule, stateful = plan(total_steps, tuple(base_lrs), config)
+    return ScheduleLR(
+        optimizer, schedule, stateful=stateful, replan=replan, on_plan_change=on_plan_change
     )
-    schedule = resolve(config, ctx)
-    source = schedule.inner if isinstance(schedule, Warmup) else schedule
-    stateful = source if hasattr(source, "state_dict") else None
-    if isinstance(source, PlateauController):
-        return PlateauLR(optimizer, schedule, stateful=stateful)
-    return ScheduleLR(optimizer, schedule, stateful=stateful)

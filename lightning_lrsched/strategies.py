@@ -252,7 +252,7 @@ def _wsd(p: Params) -> WarmupStableDecay:
 
 @strategy(
     "plateau",
-    "divide by 1/factor when the monitored metric stops improving (torch ReduceLROnPlateau)",
+    "multiply by factor when the monitored metric stops improving (torch ReduceLROnPlateau)",
     "monitor=val_loss, mode=min|max, factor=0.1, patience=10, threshold=1e-4, "
     "threshold_mode=rel|abs, cooldown=0, min_lr=0, eps=1e-8",
     top_level_only=True,
@@ -384,7 +384,7 @@ def _torch(p: Params) -> TorchSchedulerSource:
     if p.ctx.optimizer is None:
         raise ConfigError(p.key("_target_"), p.raw("_target_"), "needs an optimizer to drive")
     try:
-        return TorchSchedulerSource(cls, kwargs, p.ctx.optimizer)
+        return TorchSchedulerSource(cls, kwargs, p.ctx.optimizer, p.ctx.base_lrs)
     except (TypeError, ValueError) as err:
         raise ConfigError(
             p.key("_target_"), p.raw("_target_"), f"torch refused the arguments: {err}"

@@ -1,6 +1,7 @@
 """State: plain data, survives weights_only loading, resumes bit-for-bit, refuses other plans."""
 
 import io
+import itertools
 
 import pytest
 import torch
@@ -93,7 +94,7 @@ def advance(optimizer, scheduler, steps, start):
         )
         optimizer.step()
         scheduler.step()
-        if hasattr(scheduler, "observe") and step % 5 == 4:
+        if scheduler.is_plateau and step % 5 == 4:
             scheduler.step(metric(step))
     return curve
 
@@ -176,7 +177,7 @@ def test_other_plan_is_refused_with_what_changed():
     with pytest.raises(ValueError, match=r"inner.T_max: saved 110, now 230"):
         longer.load_state_dict(state)
     step = build_scheduler(make_optimizer(), {"name": "step", "step_size": 5})
-    with pytest.raises(ValueError, match=r"different schedule"):
+    with pytest.raises(ValueError, match=r"strategy: saved warmup\(cosine\), now step"):
         step.load_state_dict(state)
 
 
@@ -203,3 +204,54 @@ def test_get_last_lr_matches_groups_and_construction_sets_step_zero():
     scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
     assert scheduler.get_last_lr() == pytest.approx([b / 12 for b in BASE_LRS])
+
+
+def test_changed_plan_continues_from_the_saved_rate_when_asked():
+    """Horizon raised mid-run: no jump back to the base rate, and a later resume is exact."""
+    config = {"name": "cosine", "warmup": 10}
+    optimizer, scheduler = build(config)
+    advance(optimizer, scheduler, 60, 0)
+    saved = roundtrip(scheduler.state_dict())
+    rate_at_60 = scheduler.get_last_lr()
+
+    longer = 2 * TOTAL
+    optimizer = make_optimizer()
+    scheduler = build_scheduler(optimizer, config, total_steps=longer, on_plan_change="continue")
+    scheduler.load_state_dict(saved)
+    assert scheduler.get_last_lr() == rate_at_60  # the rate goes on from where it was
+    curve = advance(optimizer, scheduler, longer - 60, 60)
+    lrs = [step[2][0] for step in curve]  # group 2 (base 1.0)
+    assert all(b < a for a, b in itertools.pairwise(lrs))  # cosine keeps decaying
+    assert lrs[-1] < 1e-3 * rate_at_60[2]  # ... down to eta_min at the new horizon
+
+    # resuming the continued run later, with the same new config, is exact (no option needed)
+    optimizer = make_optimizer()
+    scheduler = build_scheduler(optimizer, config, total_steps=longer, on_plan_change="continue")
+    scheduler.load_state_dict(saved)
+    advance(optimizer, scheduler, 70, 60)
+    state = roundtrip(scheduler.state_dict())
+    optimizer = make_optimizer()
+    scheduler = build_scheduler(optimizer, config, total_steps=longer)
+    scheduler.load_state_dict(state)
+    assert advance(optimizer, scheduler, longer - 130, 130) == curve[70:]
+
+
+def test_changed_strategy_continues_at_the_saved_rate():
+    optimizer, scheduler = build({"name": "cosine"})
+    advance(optimizer, scheduler, 40, 0)
+    saved = scheduler.state_dict()
+    optimizer = make_optimizer()
+    scheduler = build_scheduler(
+        optimizer, {"name": "constant"}, total_steps=TOTAL, on_plan_change="continue"
+    )
+    scheduler.load_state_dict(saved)
+    curve = advance(optimizer, scheduler, 30, 40)
+    assert {tuple(lr for lr, _ in step) for step in curve} == {tuple(saved["lrs"])}
+
+
+def test_changed_plan_is_refused_by_default_with_a_hint():
+    optimizer, scheduler = build({"name": "cosine"})
+    advance(optimizer, scheduler, 40, 0)
+    other = build_scheduler(make_optimizer(), {"name": "cosine"}, total_steps=2 * TOTAL)
+    with pytest.raises(ValueError, match=r"T_max: saved 120, now 240.*on_plan_change='continue'"):
+        other.load_state_dict(scheduler.state_dict())
