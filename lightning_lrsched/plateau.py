@@ -38,6 +38,8 @@ class PlateauController:
     min_lrs: tuple[float, ...]
     eps: float
     lrs: list[float]
+    check_on: str = "validation"  # when Lightning reports the metric: "validation" | "train_epoch"
+    strict: bool = True  # a monitor that is not logged: error (True) or warning
     best: float = field(init=False)
     num_bad_epochs: int = 0
     cooldown_counter: int = 0

@@ -254,7 +254,8 @@ def _wsd(p: Params) -> WarmupStableDecay:
     "plateau",
     "multiply by factor when the monitored metric stops improving (torch ReduceLROnPlateau)",
     "monitor=val_loss, mode=min|max, factor=0.1, patience=10, threshold=1e-4, "
-    "threshold_mode=rel|abs, cooldown=0, min_lr=0, eps=1e-8",
+    "threshold_mode=rel|abs, cooldown=0, min_lr=0, eps=1e-8, check_on=validation|train_epoch, "
+    "strict=true",
     top_level_only=True,
 )
 def _plateau(p: Params) -> PlateauController:
@@ -269,6 +270,8 @@ def _plateau(p: Params) -> PlateauController:
         min_lrs=p.per_group("min_lr", 0.0, ge=0.0),
         eps=p.number("eps", 1e-8, ge=0.0),
         lrs=list(p.ctx.base_lrs),
+        check_on=p.choice("check_on", "validation", ("validation", "train_epoch")),
+        strict=p.boolean("strict", True),
     )
 
 

@@ -1,0 +1,70 @@
+"""``configure_optimizers`` in one line: optimizer + schedule wired the way Lightning expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+
+from ..errors import ConfigError
+from .optimizers import build_optimizer
+from .scheduling import PlateauControl, schedule_for_trainer
+
+
+def configure_optimizers(
+    module: pl.LightningModule,
+    optimizer: Any,
+    scheduler: Any,
+    *,
+    scale_lr: str = "none",
+    reference_batch_size: int | None = None,
+    on_plan_change: str = "error",
+) -> dict[str, Any]:
+    """Return Lightning's optimizer/scheduler dict for ``module``; call it from
+    ``LightningModule.configure_optimizers``::
+
+        def configure_optimizers(self):
+            return lightning_lrsched.configure_optimizers(
+                self, optimizer={"name": "adamw", "lr": 1e-3}, scheduler={"name": "onecycle"}
+            )
+
+    ``optimizer``: an optimizer, a factory taking the parameters, or a config
+    (``{"name": "sgd", "lr": 0.1, "momentum": 0.9}`` or ``{"_target_": ...}``).
+    ``scheduler``: a strategy config. Its total steps and steps per epoch are the Trainer's, in
+    optimizer steps, so ``"5%"``, ``"2ep"`` and onecycle's horizon hold under gradient
+    accumulation, ``max_steps``, ``max_epochs``, ``limit_train_batches`` and DDP. The schedule
+    is stepped after every optimizer step (``interval="step"``); a plateau schedule also gets
+    its monitored metric, reduced across ranks, at the end of each validation.
+    ``scale_lr`` (``none``, ``linear``, ``sqrt``) multiplies the base rates by the global batch
+    (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
+    ``on_plan_change="continue"`` resumes a checkpoint saved under another plan from its step and
+    rate instead of refusing it.
+    """
+    try:
+        trainer = module.trainer
+    except RuntimeError:
+        trainer = None
+    if trainer is None:
+        raise ConfigError(
+            "module",
+            type(module).__name__,
+            "is not attached to a Trainer; call this from its "
+            "configure_optimizers while the Trainer runs",
+        )
+    built = build_optimizer(module, optimizer)
+    schedule = schedule_for_trainer(
+        trainer,
+        built,
+        scheduler,
+        scale_lr=scale_lr,
+        reference_batch_size=reference_batch_size,
+        on_plan_change=on_plan_change,
+    )
+    lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
+    if schedule.is_plateau:
+        # Lightning would step a plateau schedule once per epoch with the metric and never per
+        # step (no warmup), and skips a step after resuming; our callback feeds it instead.
+        lr_scheduler["monitor"] = schedule.monitor
+        lr_scheduler["reduce_on_plateau"] = False
+        trainer.callbacks.append(PlateauControl(schedule))
+    return {"optimizer": built, "lr_scheduler": lr_scheduler}

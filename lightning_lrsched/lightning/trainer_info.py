@@ -1,0 +1,84 @@
+"""What the Trainer knows about the run: its horizon in optimizer steps and its global batch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+
+from ..errors import ConfigError
+
+SCALE_MODES = ("none", "linear", "sqrt")
+
+
+def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
+    """(total optimizer steps, optimizer steps per epoch), ``None`` where training has none.
+
+    Counts *optimizer* steps: Lightning's ``estimated_stepping_batches`` already folds in
+    gradient accumulation, ``max_steps``, ``max_epochs``, ``limit_train_batches`` and the
+    per-rank share of the data under DDP; an epoch is ``ceil(batches / accumulation)`` steps
+    because Lightning steps on the last, incomplete accumulation of an epoch too.
+    """
+    total = trainer.estimated_stepping_batches
+    batches = trainer.num_training_batches
+    per_epoch = None
+    if batches != float("inf") and batches > 0:
+        per_epoch = math.ceil(batches / trainer.accumulate_grad_batches)
+    finite_total = int(total) if total != float("inf") and total > 0 else None
+    return finite_total, per_epoch
+
+
+def global_batch_size(trainer: pl.Trainer) -> int:
+    """Per-device batch size × gradient accumulation × number of processes."""
+    loader = trainer.train_dataloader
+    size = getattr(loader, "batch_size", None)
+    if size is None:
+        size = getattr(getattr(loader, "batch_sampler", None), "batch_size", None)
+    if not isinstance(size, int):
+        raise ConfigError(
+            "scale_lr",
+            "batch scaling",
+            "needs a train DataLoader with a batch_size to know the global batch",
+        )
+    return size * trainer.accumulate_grad_batches * trainer.world_size
+
+
+def lr_scale(mode: str, global_batch: int, reference_batch_size: int | None) -> float:
+    """The factor every base rate is multiplied by (Goyal et al. 2017; sqrt for Adam-like).
+
+    >>> lr_scale("linear", 1024, 256), lr_scale("sqrt", 1024, 256), lr_scale("none", 7, None)
+    (4.0, 2.0, 1.0)
+    """
+    if mode not in SCALE_MODES:
+        raise ConfigError("scale_lr", mode, f"must be one of {', '.join(SCALE_MODES)}")
+    if mode == "none":
+        return 1.0
+    if isinstance(reference_batch_size, bool) or not isinstance(reference_batch_size, int):
+        raise ConfigError(
+            "reference_batch_size", reference_batch_size, f"scale_lr={mode} needs a batch size >= 1"
+        )
+    if reference_batch_size < 1:
+        raise ConfigError("reference_batch_size", reference_batch_size, "must be >= 1")
+    ratio = global_batch / reference_batch_size
+    return ratio if mode == "linear" else math.sqrt(ratio)
+
+
+def scale_base_rates(
+    trainer: pl.Trainer, optimizer: Any, mode: str, reference_batch_size: int | None
+) -> dict[str, Any] | None:
+    """Multiply every group's rate by the batch-size factor; return what was done (or None)."""
+    if mode == "none":
+        lr_scale(mode, 0, reference_batch_size)  # validates the mode
+        return None
+    global_batch = global_batch_size(trainer)
+    factor = lr_scale(mode, global_batch, reference_batch_size)
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * factor
+    return {
+        "mode": mode,
+        "global_batch_size": global_batch,
+        "reference_batch_size": reference_batch_size,
+        "factor": factor,
+        "scaled_base_lrs": [float(group["lr"]) for group in optimizer.param_groups],
+    }
