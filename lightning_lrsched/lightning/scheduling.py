@@ -38,7 +38,8 @@ def schedule_for_trainer(
             on_plan_change=on_plan_change,
         )
     except ConfigError as err:
-        if total is None and ("total_steps" in err.allowed or "rest of training" in err.allowed):
+        horizon_words = ("total_steps", "rest of training", "training steps is unknown")
+        if total is None and any(words in err.allowed for words in horizon_words):
             raise ConfigError(
                 err.key,
                 err.value,

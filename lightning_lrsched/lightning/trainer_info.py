@@ -20,6 +20,7 @@ def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
     per-rank share of the data under DDP; an epoch is ``ceil(batches / accumulation)`` steps
     because Lightning steps on the last, incomplete accumulation of an epoch too.
     """
+    _load_train_data(trainer)
     total = trainer.estimated_stepping_batches
     batches = trainer.num_training_batches
     per_epoch = None
@@ -29,8 +30,16 @@ def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
     return finite_total, per_epoch
 
 
+def _load_train_data(trainer: pl.Trainer) -> None:
+    # Inside configure_optimizers / on_fit_start Lightning has not loaded the train data yet
+    # (estimated_stepping_batches only does so when max_epochs is set); load it as it would.
+    if trainer.train_dataloader is None:
+        trainer.fit_loop.setup_data()
+
+
 def global_batch_size(trainer: pl.Trainer) -> int:
     """Per-device batch size × gradient accumulation × number of processes."""
+    _load_train_data(trainer)
     loader = trainer.train_dataloader
     size = getattr(loader, "batch_size", None)
     if size is None:
