@@ -1,10 +1,28 @@
-"""lightning-lrsched: exact, composable learning-rate schedules for PyTorch Lightning."""
+"""lightning-lrsched: exact, composable learning-rate schedules for PyTorch Lightning.
 
-from . import strategies as _strategies  # noqa: F401  (registers the built-in strategies)
-from .adapter import ScheduleLR
+The names below are imported on first use, so that light users (the Hydra search-path plugin,
+``lrsched list``) do not pay for importing torch and Lightning up front.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import ConfigError
-from .lightning.helper import configure_optimizers
-from .registry import STRATEGIES, build_scheduler
+
+if TYPE_CHECKING:
+    from .adapter import ScheduleLR
+    from .lightning.helper import configure_optimizers
+    from .registry import STRATEGIES, build_scheduler
+
+_LAZY = {
+    "STRATEGIES": ".registry",
+    "build_scheduler": ".registry",
+    "ScheduleLR": ".adapter",
+    "configure_optimizers": ".lightning.helper",
+}
+_SUBMODULES = ("callbacks", "lightning", "tasks", "config")
 
 __all__ = [
     "STRATEGIES",
@@ -14,3 +32,11 @@ __all__ = [
     "configure_optimizers",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

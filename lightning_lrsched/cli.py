@@ -1,4 +1,4 @@
-"""The ``lrsched`` command line: ``lrsched list`` and ``lrsched plot <name> [key=value ...]``.
+"""The ``lrsched`` command line: ``train``, ``list`` and ``plot <name> [key=value ...]``.
 
 ``key=value`` overrides are read as Hydra reads them: ``gamma=0.5``, ``eta_min=1e-4``,
 ``three_phase=true``, ``warmup=5%``, ``milestones=[30ep,60ep]``,
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``lrsched`` argument parser (its errors raise :class:`UsageError`)."""
     parser = _Parser(prog=PROG, description="Learning-rate schedules for PyTorch Lightning.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands.add_parser(  # handled before parsing: Hydra reads its own arguments
+        "train", help="train a model (Hydra overrides; see: lrsched train --help)", add_help=False
+    )
     listing = commands.add_parser("list", help="list every strategy and its parameters")
     listing.set_defaults(run=run_list)
     plot = commands.add_parser(
@@ -234,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lrsched`` with ``argv`` (default: the process's arguments); return the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["train"]:  # Hydra parses the rest: overrides, -m, --cfg job, ...
+        from .train import main as train_main
+
+        train_main(args_list[1:], launch_argv=[sys.argv[0], *args_list])
+        return 0
     try:
         args, extra = build_parser().parse_known_args(argv)
         if args.command == "plot":  # overrides may also follow the options

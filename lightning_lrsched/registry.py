@@ -154,3 +154,7 @@ def build_scheduler(
     return ScheduleLR(
         optimizer, schedule, stateful=stateful, replan=replan, on_plan_change=on_plan_change
     )
+
+
+# The built-in strategies register themselves on import (they need the names above).
+from . import strategies as _strategies  # noqa: E402, F401

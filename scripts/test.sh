@@ -8,7 +8,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+# compat mode puts the source tree on sys.path, so Hydra finds our hydra_plugins namespace
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # One torch thread per process: the machine has 2 cores and the tests are tiny.

@@ -719,7 +719,11 @@ def test_configure_optimizers_outside_a_trainer_is_a_clear_error():
 
 BAD_OPTIMIZERS = {
     "unknown-name": ({"name": "sgdd", "lr": 0.1}, "optimizer.name", ["sgd", "adamw", "known"]),
-    "bad-kwarg": ({"name": "sgd", "lr": 0.1, "betas": [0.9, 0.99]}, "optimizer", ["betas"]),
+    "bad-kwarg": (
+        {"name": "sgd", "lr": 0.1, "betas": [0.9, 0.99]},
+        "optimizer.betas",
+        ["not an argument of SGD", "momentum"],
+    ),
     "bad-value": ({"name": "adamw", "lr": 0.1, "betas": [1.5, 0.99]}, "optimizer", ["beta"]),
     "bad-target": ({"_target_": "torch.optim.Nope", "lr": 0.1}, "optimizer._target_", []),
     "group-matches-nothing": (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Checkpoint
 
 from ..errors import ConfigError
 from .optimizers import build_optimizer
@@ -66,5 +67,11 @@ def configure_optimizers(
         # step (no warmup), and skips a step after resuming; our callback feeds it instead.
         lr_scheduler["monitor"] = schedule.monitor
         lr_scheduler["reduce_on_plateau"] = False
-        trainer.callbacks.append(PlateauControl(schedule))
+        # Before the checkpoint callbacks, so that a checkpoint written at the end of a
+        # validation already holds that validation's decision (as Lightning orders user callbacks).
+        callbacks = trainer.callbacks
+        first_checkpoint = next(
+            (i for i, cb in enumerate(callbacks) if isinstance(cb, Checkpoint)), len(callbacks)
+        )
+        callbacks.insert(first_checkpoint, PlateauControl(schedule))
     return {"optimizer": built, "lr_scheduler": lr_scheduler}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..params import check_number
 
 _SPECIAL_KEYS = ("name", "_target_", "_partial_", "param_groups")
 
@@ -79,6 +81,14 @@ def _param_groups(module: nn.Module, groups: list[Mapping[str, Any]]) -> list[di
     return out
 
 
+def _arguments(cls: type) -> set[str] | None:
+    """The keyword arguments ``cls`` accepts besides the parameters (None: any)."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return {name for name in parameters if name != "params"}
+
+
 def build_optimizer(module: nn.Module, spec: Any) -> torch.optim.Optimizer:
     """An optimizer for ``module``'s parameters.
 
@@ -96,14 +106,23 @@ def build_optimizer(module: nn.Module, spec: Any) -> torch.optim.Optimizer:
     if isinstance(spec, Mapping):
         cls = _resolve_class(spec)
         kwargs = {k: v for k, v in spec.items() if k not in _SPECIAL_KEYS}
+        accepted = _arguments(cls)
+        for key, value in kwargs.items():
+            if accepted is not None and key not in accepted:
+                raise ConfigError(
+                    f"optimizer.{key}",
+                    value,
+                    f"not an argument of {cls.__name__}; allowed: {', '.join(sorted(accepted))}",
+                )
+        for key in ("lr", "weight_decay"):
+            if key in kwargs:
+                check_number(f"optimizer.{key}", kwargs[key], ge=0.0)
         groups = spec.get("param_groups")
         params: Any = _param_groups(module, groups) if groups else module.parameters()
         try:
             return cls(params, **kwargs)
         except (TypeError, ValueError) as err:
-            raise ConfigError(
-                "optimizer", dict(spec), f"{cls.__name__} refused it: {err}"
-            ) from None
+            raise ConfigError("optimizer", kwargs, f"{cls.__name__} refused it: {err}") from None
     if isinstance(spec, Callable):
         optimizer = spec(module.parameters())
         if not isinstance(optimizer, torch.optim.Optimizer):

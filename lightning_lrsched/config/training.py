@@ -1,0 +1,97 @@
+"""Structured configs for the training app's groups: optimizer, trainer, logger, callbacks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    """Any ``torch.optim`` optimizer by lower-case name, with its keyword arguments."""
+
+    name: str = MISSING
+    lr: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    dampening: float = 0.0
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    amsgrad: bool = False
+
+
+@dataclass
+class AdamConfig(AdamWConfig):
+    name: str = "adam"
+    weight_decay: float = 0.0
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    name: str = "rmsprop"
+    lr: float = 1e-2
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """The ``lightning.Trainer`` arguments the app exposes (more can be added with ``+``)."""
+
+    _target_: str = "lightning.pytorch.Trainer"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: Any = "auto"
+    max_epochs: int | None = 10
+    max_steps: int = -1
+    accumulate_grad_batches: int = 1
+    limit_train_batches: Any = None
+    limit_val_batches: Any = None
+    val_check_interval: Any = None
+    check_val_every_n_epoch: int = 1
+    gradient_clip_val: float | None = None
+    precision: Any = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 50
+    num_sanity_val_steps: int = 0
+    enable_progress_bar: bool = False
+    enable_model_summary: bool = False
+    default_root_dir: str | None = None
+
+
+@dataclass
+class MLflowLoggerConfig:
+    """MLflow tracking: the embedded SQLite store in the launch directory unless told otherwise
+    (``MLFLOW_TRACKING_URI`` or ``tracking_uri``)."""
+
+    _target_: str = "lightning.pytorch.loggers.MLFlowLogger"
+    experiment_name: str = "lightning-lrsched"
+    run_name: str | None = None
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    tags: dict[str, Any] | None = None
+    log_model: bool = False
+
+
+@dataclass
+class CSVLoggerConfig:
+    _target_: str = "lightning.pytorch.loggers.CSVLogger"
+    save_dir: str = "${hydra:runtime.output_dir}"
+    name: str = "csv"

@@ -1,0 +1,232 @@
+"""What ``lrsched train`` does with a composed config: check it all, then train and report."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .lightning.optimizers import build_optimizer
+from .lightning.trainer_info import lr_scale
+from .registry import build_scheduler
+
+# what the training task logs (a plateau monitor must be one of them)
+TASK_METRICS = ("train_loss", "val_loss", "val_acc")
+DEFAULT_STORE = "sqlite:///mlflow.db"
+
+
+@dataclass
+class Checked:
+    """What the checks built and measured, reused for training."""
+
+    datamodule: Any
+    net: torch.nn.Module
+    total_steps: int | None
+    steps_per_epoch: int
+    tracking_uri: str | None
+
+
+def _plain(cfg: Any) -> Any:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(f"{key}.{cause.key}", cause.value, cause.allowed) from None
+        raise ConfigError(key, _plain(node), f"cannot be built: {cause or err}") from None
+
+
+def estimate_horizon(
+    trainer: dict[str, Any], train_size: int, batch_size: int
+) -> tuple[int | None, int]:
+    """(total optimizer steps, steps per epoch) as Lightning will count them, from the config."""
+    devices = trainer.get("devices", 1)
+    strategy = str(trainer.get("strategy", "auto"))
+    world = 1
+    if isinstance(devices, int) and strategy.startswith("ddp"):
+        world = devices * int(trainer.get("num_nodes", 1) or 1)
+    batches = math.ceil(math.ceil(train_size / world) / batch_size)
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        batches = min(batches, limit)
+    elif isinstance(limit, float):
+        batches = int(batches * limit)
+    if batches < 1:
+        raise ConfigError("trainer.limit_train_batches", limit, "leaves no training batch")
+    accumulate = int(trainer.get("accumulate_grad_batches", 1) or 1)
+    per_epoch = math.ceil(batches / accumulate)
+    max_steps = trainer.get("max_steps", -1)
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps == -1 else -1
+    if max_epochs == -1:
+        return (None if max_steps == -1 else max_steps), per_epoch
+    total = per_epoch * max(max_epochs, 1)
+    return (min(total, max_steps) if max_steps != -1 else total), per_epoch
+
+
+def _check_trainer(trainer: dict[str, Any]) -> None:
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = trainer.get("devices", 1)
+    if isinstance(devices, int) and not isinstance(devices, bool):
+        if devices < 1 and devices != -1:
+            raise ConfigError("trainer.devices", devices, "must be >= 1, -1 (all) or auto")
+        if accelerator in ("gpu", "cuda") and devices > torch.cuda.device_count():
+            raise ConfigError(
+                "trainer.devices",
+                devices,
+                f"this machine has {torch.cuda.device_count()} CUDA device(s)",
+            )
+        cores = os.cpu_count() or 1
+        if accelerator == "cpu" and devices > cores:
+            raise ConfigError(
+                "trainer.devices",
+                devices,
+                f"one process per CPU device: this machine has {cores} CPU cores",
+            )
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", accelerator, "no CUDA device here; use cpu")
+    for key, low in (("max_epochs", -1), ("max_steps", -1), ("accumulate_grad_batches", 1)):
+        value = trainer.get(key)
+        if value is not None and (not isinstance(value, int) or value < low):
+            raise ConfigError(f"trainer.{key}", value, f"must be a whole number >= {low}")
+    # Lightning validates the rest (strategy names, precision, ...) without starting anything;
+    # its start-up banner would bury a one-line error, so it is silenced here.
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in quiet]
+    try:
+        for log in quiet:
+            log.setLevel(logging.WARNING)
+        _instantiate(OmegaConf.create(trainer), "trainer", logger=False, callbacks=[])
+    except ConfigError as err:
+        raise ConfigError("trainer", err.value, str(err.allowed).splitlines()[0]) from None
+    finally:
+        for log, level in zip(quiet, levels, strict=True):
+            log.setLevel(level)
+
+
+def tracking_uri(logger: dict[str, Any] | None) -> str | None:
+    """The MLflow store: the config's, else ``$MLFLOW_TRACKING_URI``, else SQLite in the cwd."""
+    if not logger or "MLFlowLogger" not in str(logger.get("_target_", "")):
+        return None
+    uri = logger.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_STORE
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks", "file"):
+        raise ConfigError(
+            "logger.tracking_uri", uri, "must be a store URI: sqlite:///path.db or http://host:port"
+        )
+    if uri == DEFAULT_STORE:
+        uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return uri
+
+
+def check_config(cfg: DictConfig) -> Checked:
+    """Every check that can run before training, in the order a user would fix them."""
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # interpolation errors from OmegaConf
+        raise ConfigError("config", "?", str(err).splitlines()[0]) from None
+    trainer = plain.get("trainer") or {}
+    _check_trainer(trainer)
+    for key, allowed in (("on_plan_change", ("error", "continue")),):
+        if plain.get(key) not in allowed:
+            raise ConfigError(key, plain.get(key), f"must be one of {', '.join(allowed)}")
+    lr_scale(plain.get("scale_lr", "none"), 1, plain.get("reference_batch_size"))
+    datamodule = _instantiate(cfg.data, "data")
+    datamodule.setup("fit")
+    sizes = {"in_features": datamodule.num_features, "num_classes": datamodule.num_classes}
+    if "CNN1D" in str(plain["model"].get("_target_", "")):
+        sizes = {"in_length": datamodule.num_features, "num_classes": datamodule.num_classes}
+    net = _instantiate(cfg.model, "model")(**sizes)
+    total, per_epoch = estimate_horizon(trainer, len(datamodule.train_set), datamodule.batch_size)
+    optimizer = build_optimizer(net, plain["optimizer"])
+    scheduler = plain.get("scheduler")
+    if scheduler:
+        build_scheduler(optimizer, scheduler, total_steps=total, steps_per_epoch=per_epoch)
+        if scheduler.get("name") == "plateau":
+            monitor = scheduler.get("monitor", "val_loss")
+            if monitor not in TASK_METRICS:
+                raise ConfigError(
+                    "scheduler.monitor",
+                    monitor,
+                    f"is never logged; the task logs {', '.join(TASK_METRICS)}",
+                )
+    return Checked(datamodule, net, total, per_epoch, tracking_uri(plain.get("logger")))
+
+
+def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None = None) -> float:
+    """Train (and test), print where the run is tracked; return the final validation accuracy."""
+    import lightning.pytorch as pl
+
+    from .tasks.models import Classifier
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)
+    logger = False
+    if plain.get("logger"):
+        extra = {"tracking_uri": checked.tracking_uri} if checked.tracking_uri else {}
+        logger = _instantiate(cfg.logger, "logger", **extra)
+    callbacks = [
+        _instantiate(node, f"callbacks.{name}")
+        for name, node in (cfg.get("callbacks") or {}).items()
+        if node is not None
+    ]
+    trainer = _instantiate(cfg.trainer, "trainer", logger=logger, callbacks=callbacks)
+    module = Classifier(
+        checked.net,
+        optimizer=plain["optimizer"],
+        scheduler=plain.get("scheduler"),
+        scale_lr=plain.get("scale_lr", "none"),
+        reference_batch_size=plain.get("reference_batch_size"),
+        on_plan_change=plain.get("on_plan_change", "error"),
+    )
+    if logger:
+        logger.log_hyperparams(_without_hydra(plain))
+    if argv is not None:
+        sys.argv = argv  # Lightning's DDP launcher re-runs this command in the other processes
+    if plain.get("fit", True):
+        trainer.fit(module, datamodule=checked.datamodule, ckpt_path=plain.get("ckpt_path"))
+    results: dict[str, float] = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1
+    }
+    if plain.get("test", True):
+        for row in trainer.test(module, datamodule=checked.datamodule, verbose=False):
+            results.update({k: float(v) for k, v in row.items()})
+    if trainer.is_global_zero:
+        report(results, logger)
+    return results.get("val_acc", float("nan"))
+
+
+def _without_hydra(plain: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in plain.items() if k != "hydra"}
+
+
+def report(results: dict[str, float], logger: Any) -> None:
+    """Print the final metrics, where the run is, and how to open it in the MLflow UI."""
+    shown = {
+        k: results[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc") if k in results
+    }
+    print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    if logger and hasattr(logger, "run_id") and getattr(logger, "_tracking_uri", None):
+        uri = logger._tracking_uri
+        experiment = logger.experiment_id
+        print(f"  MLflow run {logger.run_id} in experiment {experiment}, store {uri}")
+        print(f"  open it: mlflow ui --backend-store-uri {uri}")
+        print(
+            f"  then:    http://127.0.0.1:5000/#/experiments/{experiment}/runs/{logger.run_id}"
+            "?workflowType=machine_learning"
+        )

@@ -1,0 +1,199 @@
+"""Small networks and a LightningModule that trains any of them as a classifier.
+
+The networks are plain ``nn.Module``s with simple constructor arguments, so a Hydra config can
+build them with ``_target_`` and hand them to :class:`Classifier`, whose optimizer and schedule
+come from this package (:func:`lightning_lrsched.configure_optimizers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..errors import ConfigError
+from ..lightning.helper import configure_optimizers
+from ..lightning.optimizers import build_optimizer
+from ..lightning.trainer_info import SCALE_MODES
+
+DEFAULT_OPTIMIZER: dict[str, Any] = {"name": "adamw", "lr": 1e-3}
+
+
+class MLP(nn.Module):
+    """Flatten, then ``Linear → ReLU → Dropout`` per hidden width, then a linear classifier.
+
+    >>> MLP(64, 10)(torch.zeros(2, 8, 8)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: Sequence[int] = (128, 64),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, int(size)), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = int(size)
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class CNN1D(nn.Module):
+    """The MNIST-1D reference ConvNet (Greydanus, 2020), made configurable.
+
+    One input channel, three ``Conv1d → ReLU`` layers of ``channels`` filters (kernel sizes
+    ``kernel_sizes``, stride ``stride``, padding ``padding``), flattened into a linear
+    classifier. The reference is ``channels=25``, ``kernel_sizes=(5, 3, 3)``, ``stride=2``,
+    ``padding=1`` on signals of length 40 (about 5k parameters, ~94% test accuracy).
+    ``dropout`` applies before the classifier. Inputs are ``(batch, length)`` or
+    ``(batch, 1, length)``.
+
+    On the reference MNIST-1D split, ``channels=32`` with AdamW ``lr=0.03``, ``onecycle``
+    (``max_lr`` = that rate), batch 100 and 30 epochs (1080 steps) reaches 93-94.6% test
+    accuracy in about 10 s on one CPU thread; ``lr=0.01`` stops near 89%.
+
+    >>> CNN1D()(torch.zeros(2, 40)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        in_length: int = 40,
+        num_classes: int = 10,
+        channels: int = 32,
+        kernel_sizes: Sequence[int] = (5, 3, 3),
+        stride: int = 2,
+        padding: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        layers: list[nn.Module] = []
+        length, width = in_length, 1
+        for kernel in kernel_sizes:
+            layers += [nn.Conv1d(width, channels, int(kernel), stride, padding), nn.ReLU()]
+            length = (length + 2 * padding - int(kernel)) // stride + 1
+            width = channels
+        if length < 1:
+            raise ConfigError("in_length", in_length, "is too short for these convolutions")
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * length, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        return self.head(self.features(x))
+
+
+class Classifier(pl.LightningModule):
+    """Train ``net`` with cross-entropy; log ``train_loss``, ``val_loss``/``val_acc`` and
+    ``test_loss``/``test_acc``.
+
+    ``optimizer`` is anything :func:`lightning_lrsched.lightning.build_optimizer` takes
+    (default ``{"name": "adamw", "lr": 1e-3}``). With a ``scheduler`` config the optimizer and
+    its schedule come from :func:`lightning_lrsched.configure_optimizers` (``scale_lr``,
+    ``reference_batch_size`` and ``on_plan_change`` are passed on); with ``scheduler=None``
+    only the optimizer is returned, for an ``LRSchedule`` callback (or no schedule at all).
+
+    ``num_classes`` defaults to ``net.num_classes`` (the resolved value is saved). ``train_loss``
+    is logged per step and per epoch (loggers see ``train_loss_step`` and ``train_loss_epoch``;
+    ``trainer.callback_metrics["train_loss"]`` is the epoch mean). The network is not saved as a
+    hyperparameter: load a checkpoint with ``Classifier.load_from_checkpoint(path, net=...)``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Any = None,
+        scheduler: Any = None,
+        scale_lr: str = "none",
+        reference_batch_size: int | None = None,
+        on_plan_change: str = "error",
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        if scale_lr not in SCALE_MODES:
+            raise ConfigError("scale_lr", scale_lr, f"must be one of {', '.join(SCALE_MODES)}")
+        if scheduler is None and scale_lr != "none":
+            raise ConfigError(
+                "scale_lr",
+                scale_lr,
+                "needs a scheduler here; with scheduler=None give it to the LRSchedule callback",
+            )
+        if on_plan_change not in ("error", "continue"):
+            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
+        num_classes = num_classes if num_classes is not None else getattr(net, "num_classes", None)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ConfigError(
+                "num_classes", num_classes, "must be >= 2 (give it, or a net with num_classes)"
+            )
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.optimizer_config = dict(DEFAULT_OPTIMIZER) if optimizer is None else optimizer
+        self.scale_lr = scale_lr
+        self.reference_batch_size = reference_batch_size
+        self.on_plan_change = on_plan_change
+        self.scheduler_config = scheduler
+        self.criterion = nn.CrossEntropyLoss()
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def _evaluate(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy
+    ) -> None:
+        x, y = batch
+        logits = self(x)
+        accuracy.update(logits, y)
+        self.log(
+            f"{stage}_loss",
+            self.criterion(logits, y),
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(y),
+        )
+        self.log(f"{stage}_acc", accuracy, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+    def configure_optimizers(self) -> Any:
+        if self.scheduler_config is None:
+            return build_optimizer(self, self.optimizer_config)
+        return configure_optimizers(
+            self,
+            optimizer=self.optimizer_config,
+            scheduler=self.scheduler_config,
+            scale_lr=self.scale_lr,
+            reference_batch_size=self.reference_batch_size,
+            on_plan_change=self.on_plan_change,
+        )

@@ -1,0 +1,157 @@
+"""Train ``TinyModule`` under real DDP (2 CPU processes, gloo) for ``tests/test_ddp.py``.
+
+    python tests/ddp_script.py OUT_DIR CASES_JSON
+
+``CASES_JSON`` is a JSON list of cases, run one after the other in the same pair of processes::
+
+    {"name": "...", "via": "helper" | "callback", "scheduler": {...}, "optimizer": {...},
+     "max_epochs": 8, "offsets": [[rank 0's val_offset per epoch], [rank 1's ...]],
+     "lr_logger": false}
+
+Lightning's DDP launcher starts rank 1 by re-running this script with the same arguments (the
+first ``fit`` launches it; later Trainers find ``LOCAL_RANK`` set and reuse the process group).
+Each rank writes ``OUT_DIR/<name>/rank<r>.json``: every optimizer step's (step, lrs, momenta),
+every validation's local ``val_loss`` and the scheduler's resolved description. With
+``lr_logger`` the case also has an ``LRLogger`` writing to a ``CSVLogger`` under
+``OUT_DIR/<name>/logs`` and to a probe logger that records, per rank, the steps it was called for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.environments import LightningEnvironment
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lightning_support import RateRecorder, TinyModule
+
+from lightning_lrsched.callbacks import LRLogger, LRSchedule
+
+torch.set_num_threads(1)
+
+
+class RankOffsets(pl.Callback):
+    """Sets the module's ``val_offset`` to this rank's value for the current epoch."""
+
+    def __init__(self, offsets: list[list[float]]) -> None:
+        self.offsets = offsets
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        pl_module.val_offset = float(self.offsets[trainer.global_rank][trainer.current_epoch])
+
+
+class ValidationRecorder(pl.Callback):
+    """Records each validation's epoch, global step and this rank's own (unreduced) val_loss."""
+
+    def __init__(self, offsets: list[list[float]]) -> None:
+        self.offsets = offsets
+        self.records: list[dict[str, Any]] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        self.records.append(
+            {
+                "epoch": trainer.current_epoch,
+                "global_step": trainer.global_step,
+                "offset": float(self.offsets[trainer.global_rank][trainer.current_epoch]),
+                "val_loss": float(trainer.callback_metrics["val_loss"]),
+            }
+        )
+
+
+class RankProbe(Logger):
+    """A logger that is *not* rank-zero-only: records every call it gets, on every rank."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lr_steps: list[int | None] = []
+
+    @property
+    def name(self) -> str:
+        return "probe"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        if any(key.startswith("lr/") for key in metrics):
+            self.lr_steps.append(step)
+
+
+def run_case(case: dict[str, Any], out: Path) -> None:
+    pl.seed_everything(0, verbose=False)
+    case_dir = out / case["name"]
+    offsets = case["offsets"]
+    rates = RateRecorder()
+    validations = ValidationRecorder(offsets)
+    callbacks: list[pl.Callback] = [RankOffsets(offsets), validations, rates]
+    if case["via"] == "callback":
+        module = TinyModule(scheduler=None, optimizer=case["optimizer"])
+        callbacks.append(LRSchedule(case["scheduler"]))
+    else:
+        module = TinyModule(scheduler=case["scheduler"], optimizer=case["optimizer"])
+    loggers: list[Logger] | bool = False
+    probe = None
+    if case.get("lr_logger"):
+        probe = RankProbe()
+        loggers = [CSVLogger(save_dir=case_dir / "logs", name="csv"), probe]
+        callbacks.append(LRLogger())
+    trainer = pl.Trainer(
+        strategy="ddp",
+        accelerator="cpu",
+        devices=2,
+        plugins=[LightningEnvironment()],  # not SLURM/torchelastic even when CI runs under one
+        max_epochs=case["max_epochs"],
+        logger=loggers,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=case_dir,
+        callbacks=callbacks,
+    )
+    trainer.fit(module)
+    (scheduler_config,) = trainer.lr_scheduler_configs
+    scheduler = scheduler_config.scheduler
+    result = {
+        "rank": trainer.global_rank,
+        "world_size": trainer.world_size,
+        "estimated_stepping_batches": int(trainer.estimated_stepping_batches),
+        "num_training_batches": int(trainer.num_training_batches),
+        "global_step": trainer.global_step,
+        "description": scheduler.description,
+        "group_names": [g.get("name") for g in scheduler.optimizer.param_groups],
+        "final_lrs": [float(g["lr"]) for g in scheduler.optimizer.param_groups],
+        "rates": [[step, list(lrs), list(momenta)] for step, lrs, momenta in rates.rates],
+        "validations": validations.records,
+        "probe_lr_steps": None if probe is None else probe.lr_steps,
+    }
+    case_dir.mkdir(parents=True, exist_ok=True)
+    path = case_dir / f"rank{trainer.global_rank}.json"
+    path.write_text(json.dumps(result, indent=1))
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    cases = json.loads(sys.argv[2])
+    for case in cases:
+        run_case(case, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""Schedules under real DDP: two CPU processes (gloo) train ``TinyModule`` in
+``tests/ddp_script.py``, each writing every optimizer step's rates and its own validation
+values; these tests read both ranks' files.
+
+What they pin down: the ranks step the same rates at every step; a plateau decision is taken
+on the cross-rank *mean* of the monitored metric (each rank's own metric is made to disagree
+with the mean on purpose), at the same step on both ranks; ``"%"``, ``"ep"`` and onecycle's
+horizon resolve against the per-rank share of the data (the DistributedSampler halves the
+batches of an epoch); ``LRLogger`` logs every optimizer step once, from rank 0 only.
+
+The script runs once (one pair of processes, the cases one after the other) because starting
+Lightning twice costs most of the time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).with_name("ddp_script.py")
+WORLD_SIZE = 2
+STEPS_PER_EPOCH = 4  # 64 samples / 2 ranks / batch 8 (one process alone: 8)
+EPOCHS = 8
+TOTAL = STEPS_PER_EPOCH * EPOCHS  # 32 optimizer steps per rank (one process alone: 64)
+
+# Two param groups with their own base rates: group order is [head, default].
+OPTIMIZER = {
+    "name": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "param_groups": [{"name": "head", "params": r"^net\.2\.", "lr": 0.02}],
+}
+GROUPS = ["head", "default"]
+BASE_LRS = [0.02, 0.05]
+
+# The validation loss is the model's (a few units at most) plus a per-rank, per-epoch offset
+# chosen so that the mean's moves are >= 500 or 60..70 against an absolute plateau threshold
+# of 100: the offsets alone decide. MODEL_LOSS_BOUND checks that premise on the recorded values.
+THRESHOLD = 100.0
+MODEL_LOSS_BOUND = 20.0
+
+
+def offsets(rank0: list[float], mean: list[float]) -> list[list[float]]:
+    """Per-rank offsets whose cross-rank mean is ``mean``: rank 1 = 2 * mean - rank 0."""
+    return [list(rank0), [2 * m - r for m, r in zip(mean, rank0, strict=True)]]
+
+
+IMPROVING = [-1000.0 * epoch for epoch in range(EPOCHS)]  # better every epoch (mode "min")
+ZERO = [[0.0] * EPOCHS, [0.0] * EPOCHS]
+
+# Plateau via the configure_optimizers helper, behind a one-epoch warmup. Mode "min",
+# patience 1. Rank 0 alone improves every epoch (never reduces); rank 1 alone
+# ([0, 0, 0, 860, 1880, 6000, ...]) would reduce after epochs 2, 4, 6; the mean
+# ([0, -500, -1000, -1070, -1060, 500, ...]) gains only 70 after epoch 3 (under the threshold, so
+# a bad epoch), so it reduces after epochs 4 and 6. A cross-rank *sum* would see a gain of 140
+# after epoch 3 and reduce after epochs 5 and 7 instead.
+PLATEAU_HELPER = {
+    "name": "plateau_helper",
+    "via": "helper",
+    "scheduler": {
+        "name": "plateau",
+        "monitor": "val_loss",
+        "mode": "min",
+        "factor": 0.5,
+        "patience": 1,
+        "threshold": THRESHOLD,
+        "threshold_mode": "abs",
+        "warmup": "1ep",
+    },
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": offsets(IMPROVING, [0, -500, -1000, -1070, -1060, 500, 1000, 1500]),
+}
+
+# Plateau via the LRSchedule callback, no warmup. Mode "max", patience 0. Rank 0 alone
+# (-1000 per epoch) gets worse every epoch (would reduce after every validation from epoch 1);
+# rank 1 alone improves every epoch (never reduces); the mean
+# ([0, 1000, 2000, 2070, 3000, 4000, 4060, 4000]) stalls after epochs 3, 6 and 7 (gains of 70
+# and 60 are under the threshold; a cross-rank sum would double them and reduce after 7 only).
+PLATEAU_CALLBACK = {
+    "name": "plateau_callback",
+    "via": "callback",
+    "scheduler": {
+        "name": "plateau",
+        "monitor": "val_loss",
+        "mode": "max",
+        "factor": 0.1,
+        "patience": 0,
+        "threshold": THRESHOLD,
+        "threshold_mode": "abs",
+    },
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": offsets(IMPROVING, [0, 1000, 2000, 2070, 3000, 4000, 4060, 4000]),
+}
+
+# onecycle's horizon is the run's total steps; LRLogger + CSVLogger ride along.
+ONECYCLE = {
+    "name": "onecycle_helper",
+    "via": "helper",
+    "scheduler": {"name": "onecycle", "max_lr": 0.1, "pct_start": 0.25},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+    "lr_logger": True,
+}
+
+# "25%" of 32 steps = 8 warmup steps, "6ep" = 24 steps = the rest of training.
+COSINE = {
+    "name": "cosine_callback",
+    "via": "callback",
+    "scheduler": {"name": "cosine", "warmup": "25%", "T_max": "6ep"},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+}
+
+CASES = {case["name"]: case for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE)}
+
+# A launcher's variables in the test's own environment would make Lightning think it is one
+# rank of someone else's job instead of launching rank 1 itself.
+DIST_VARS = (
+    "LOCAL_RANK",
+    "NODE_RANK",
+    "GROUP_RANK",
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "PL_GLOBAL_SEED",
+)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [sys.executable, str(SCRIPT), str(out), json.dumps(list(CASES.values()))]
+    # Own session, so that on a hang the launcher and the rank it started are killed together.
+    proc = subprocess.Popen(
+        command,
+        cwd=out,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"the DDP script hung; its output ended with:\n{output[-4000:]}")
+    assert proc.returncode == 0, f"the DDP script failed:\n{output[-6000:]}"
+    results = {
+        name: [json.loads((out / name / f"rank{r}.json").read_text()) for r in range(WORLD_SIZE)]
+        for name in CASES
+    }
+    return out, results
+
+
+# -- references ------------------------------------------------------------------------------
+
+
+def plateau_reductions(values, steps, config, warmup_steps=0):
+    """Global steps after whose validation torch's ReduceLROnPlateau, fed ``values``, reduces
+    (values seen during the warmup are ignored, as the package documents)."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    reference = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode=config["mode"],
+        factor=config["factor"],
+        patience=config["patience"],
+        threshold=config["threshold"],
+        threshold_mode=config["threshold_mode"],
+    )
+    reductions = []
+    for value, step in zip(values, steps, strict=True):
+        if step < warmup_steps:
+            continue
+        before = optimizer.param_groups[0]["lr"]
+        reference.step(value)
+        if optimizer.param_groups[0]["lr"] < before:
+            reductions.append(step)
+    return reductions
+
+
+def plateau_rates(step, reductions, factor, warmup_steps=0):
+    """Every group's rate at optimizer ``step``: linear warmup from 0, then the base rates
+    times ``factor`` for each reduction decided at a validation after ``<= step`` steps."""
+    if step < warmup_steps:
+        return [base * step / warmup_steps for base in BASE_LRS]
+    scale = factor ** sum(1 for r in reductions if r <= step)
+    return [base * scale for base in BASE_LRS]
+
+
+def validation_table(results):
+    """(global steps, rank 0's values, rank 1's values, their mean) of a case's validations."""
+    rank0, rank1 = (r["validations"] for r in results)
+    assert [v["global_step"] for v in rank0] == [v["global_step"] for v in rank1]
+    steps = [v["global_step"] for v in rank0]
+    values0 = [v["val_loss"] for v in rank0]
+    values1 = [v["val_loss"] for v in rank1]
+    mean = [(a + b) / 2 for a, b in zip(values0, values1, strict=True)]
+    return steps, values0, values1, mean
+
+
+def assert_rates(recorded, expected_lrs, expected_momenta=None):
+    assert [step for step, _, _ in recorded] == list(range(TOTAL))
+    for (step, lrs, momenta), want in zip(recorded, expected_lrs, strict=True):
+        assert lrs == pytest.approx(want, rel=1e-9, abs=1e-15), f"rates at step {step}"
+        if expected_momenta is not None:
+            assert momenta == pytest.approx(expected_momenta[step], rel=1e-9), f"step {step}"
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_ranks_step_identical_rates(ddp_run, name):
+    rank0, rank1 = ddp_run[1][name]
+    assert (rank0["rank"], rank1["rank"]) == (0, 1)
+    assert len(rank0["rates"]) == TOTAL
+    assert rank0["rates"] == rank1["rates"]  # exactly: steps, rates and momenta
+    assert rank0["final_lrs"] == rank1["final_lrs"]
+    assert rank0["description"] == rank1["description"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_horizon_is_the_per_rank_share(ddp_run, name):
+    for result in ddp_run[1][name]:
+        assert result["world_size"] == WORLD_SIZE
+        assert result["num_training_batches"] == STEPS_PER_EPOCH
+        assert result["estimated_stepping_batches"] == TOTAL
+        assert result["global_step"] == TOTAL
+        assert result["group_names"] == GROUPS
+
+
+@pytest.mark.parametrize("name", ["plateau_helper", "plateau_callback"])
+def test_each_rank_validates_on_its_own_metric(ddp_run, name):
+    """The premise of the plateau tests: every rank saw its own offset (not a synced value),
+    and the model's own loss is small next to the offsets' steps."""
+    for rank, result in enumerate(ddp_run[1][name]):
+        records = result["validations"]
+        assert [v["epoch"] for v in records] == list(range(EPOCHS))
+        assert [v["global_step"] for v in records] == [
+            STEPS_PER_EPOCH * (e + 1) for e in range(EPOCHS)
+        ]
+        for v in records:
+            assert v["offset"] == CASES[name]["offsets"][rank][v["epoch"]]
+            assert 0 <= v["val_loss"] - v["offset"] < MODEL_LOSS_BOUND, v
+
+
+def test_plateau_helper_reduces_on_the_cross_rank_mean(ddp_run):
+    results = ddp_run[1]["plateau_helper"]
+    config = PLATEAU_HELPER["scheduler"]
+    description = results[0]["description"]
+    assert description["kind"] == "warmup"
+    assert description["steps"] == STEPS_PER_EPOCH  # "1ep" = one per-rank epoch
+    assert description["inner"]["kind"] == "plateau"
+
+    steps, values0, values1, mean = validation_table(results)
+    warmup = STEPS_PER_EPOCH
+    on_mean = plateau_reductions(mean, steps, config, warmup)
+    # The design: the mean reduces after epochs 4 and 6; neither rank alone nor a sum would.
+    assert on_mean == [20, 28]
+    assert plateau_reductions(values0, steps, config, warmup) == []
+    assert plateau_reductions(values1, steps, config, warmup) == [12, 20, 28]
+    assert plateau_reductions([2 * m for m in mean], steps, config, warmup) == [24, 32]  # sum
+
+    expected = [plateau_rates(k, on_mean, config["factor"], warmup) for k in range(TOTAL)]
+    for result in results:
+        assert_rates(result["rates"], expected)
+        assert result["final_lrs"] == pytest.approx([b * 0.25 for b in BASE_LRS], rel=1e-12)
+
+
+def test_plateau_callback_reduces_on_the_cross_rank_mean(ddp_run):
+    results = ddp_run[1]["plateau_callback"]
+    config = PLATEAU_CALLBACK["scheduler"]
+    assert results[0]["description"]["kind"] == "plateau"
+
+    steps, values0, values1, mean = validation_table(results)
+    on_mean = plateau_reductions(mean, steps, config)
+    # The design: the mean stalls after epochs 3, 6, 7; rank 0 alone would reduce after every
+    # validation from epoch 1 on, rank 1 alone never, a sum only after epoch 7.
+    assert on_mean == [16, 28, 32]
+    assert plateau_reductions(values0, steps, config) == [8, 12, 16, 20, 24, 28, 32]
+    assert plateau_reductions(values1, steps, config) == []
+    assert plateau_reductions([2 * m for m in mean], steps, config) == [32]  # a sum
+
+    expected = [plateau_rates(k, on_mean, config["factor"]) for k in range(TOTAL)]
+    for result in results:
+        assert_rates(result["rates"], expected)
+        # the reduction after the last validation shows in the groups after training
+        assert result["final_lrs"] == pytest.approx([b * 1e-3 for b in BASE_LRS], rel=1e-12)
+
+
+def test_onecycle_spans_the_per_rank_total(ddp_run):
+    results = ddp_run[1]["onecycle_helper"]
+    assert results[0]["description"]["kind"] == "onecycle"
+    assert results[0]["description"]["total_steps"] == TOTAL
+
+    params = [torch.zeros(1, requires_grad=True) for _ in BASE_LRS]
+    optimizer = torch.optim.SGD(
+        [{"params": [p], "lr": lr} for p, lr in zip(params, BASE_LRS, strict=True)],
+        momentum=0.9,
+    )
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.1, total_steps=TOTAL, pct_start=0.25
+    )
+    lrs, momenta = [], []
+    for _ in range(TOTAL):
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+        momenta.append([g["momentum"] for g in optimizer.param_groups])
+        optimizer.step()
+        reference.step()
+    for result in results:
+        assert_rates(result["rates"], lrs, momenta)
+
+
+def test_cosine_percent_and_epoch_durations_resolve_per_rank(ddp_run):
+    results = ddp_run[1]["cosine_callback"]
+    description = results[0]["description"]
+    assert description["kind"] == "warmup"
+    assert description["steps"] == 8  # "25%" of 32 (not of 64)
+    assert description["inner"]["kind"] == "cosine"
+    assert description["inner"]["T_max"] == 24  # "6ep" of 4 steps (not of 8)
+
+    def factor(k):
+        if k < 8:
+            return k / 8
+        return (1 + math.cos(math.pi * (k - 8) / 24)) / 2
+
+    expected = [[base * factor(k) for base in BASE_LRS] for k in range(TOTAL)]
+    for result in results:
+        assert_rates(result["rates"], expected)
+
+
+def test_lr_logger_logs_each_step_once_from_rank_zero(ddp_run):
+    out, all_results = ddp_run
+    rank0, rank1 = all_results["onecycle_helper"]
+    # LRLogger itself calls the loggers on rank 0 only (the probe logger is not rank-zero-only).
+    assert rank0["probe_lr_steps"] == list(range(TOTAL))
+    assert rank1["probe_lr_steps"] == []
+
+    (metrics_csv,) = (out / "onecycle_helper").rglob("metrics.csv")
+    with metrics_csv.open() as f:
+        rows = [row for row in csv.DictReader(f) if row.get("lr/SGD/head")]
+    assert [int(row["step"]) for row in rows] == list(range(TOTAL))
+    for row, (step, lrs, momenta) in zip(rows, rank0["rates"], strict=True):
+        for group, lr, momentum in zip(GROUPS, lrs, momenta, strict=True):
+            assert float(row[f"lr/SGD/{group}"]) == pytest.approx(lr, rel=1e-12), step
+            assert float(row[f"momentum/SGD/{group}"]) == pytest.approx(momentum, rel=1e-12)
