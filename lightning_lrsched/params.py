@@ -56,6 +56,8 @@ class Params:
         return f"{self.path}.{key}"
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is set (not missing, not None); it counts as a known parameter."""
+        self._read.add(key)
         return self.config.get(key) is not None
 
     def raw(self, key: str, default: Any = REQUIRED) -> Any:

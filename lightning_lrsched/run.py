@@ -194,8 +194,9 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
         reference_batch_size=plain.get("reference_batch_size"),
         on_plan_change=plain.get("on_plan_change", "error"),
     )
-    if logger:
+    if logger and trainer.is_global_zero:
         logger.log_hyperparams(_without_hydra(plain))
+        _tag_run(logger, plain, trainer.world_size)
     if argv is not None:
         sys.argv = argv  # Lightning's DDP launcher re-runs this command in the other processes
     if plain.get("fit", True):
@@ -209,6 +210,38 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     if trainer.is_global_zero:
         report(results, logger)
     return results.get("val_acc", float("nan"))
+
+
+def _tag_run(logger: Any, plain: dict[str, Any], world_size: int) -> None:
+    """MLflow tags: the strategy, the world size, the git commit; the experiment's kind."""
+    experiment = getattr(logger, "experiment", None)
+    if experiment is None or not hasattr(logger, "run_id"):
+        return
+    tags = {
+        "lrsched.strategy": str((plain.get("scheduler") or {}).get("name", "none")),
+        "lrsched.world_size": str(world_size),
+    }
+    commit = _git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    for key, value in tags.items():
+        experiment.set_tag(logger.run_id, key, value)
+    # MLflow 3 opens experiments in its GenAI view unless told they hold model training
+    experiment.set_experiment_tag(
+        logger.experiment_id, "mlflow.experimentKind", "custom_model_development"
+    )
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def _without_hydra(plain: dict[str, Any]) -> dict[str, Any]:

@@ -3,13 +3,7 @@
 # This is the one command the README names and .ci/run calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip
-# compat mode puts the source tree on sys.path, so Hydra finds our hydra_plugins namespace
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
+bash scripts/setup-env.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 # One torch thread per process: the machine has 2 cores and the tests are tiny.

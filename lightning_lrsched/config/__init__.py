@@ -15,6 +15,7 @@ from .training import (
     AdamConfig,
     AdamWConfig,
     CSVLoggerConfig,
+    LRLoggerConfig,
     MLflowLoggerConfig,
     OptimizerConfig,
     RMSpropConfig,
@@ -37,6 +38,7 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "logger": {"mlflow": MLflowLoggerConfig, "csv": CSVLoggerConfig},
     "data": {"digits": DigitsConfig, "mnist1d": MNIST1DConfig},
     "model": {"mlp": MLPConfig, "cnn1d": CNN1DConfig},
+    "callbacks": {"lr_logger": LRLoggerConfig},
 }
 
 

@@ -95,3 +95,12 @@ class CSVLoggerConfig:
     _target_: str = "lightning.pytorch.loggers.CSVLogger"
     save_dir: str = "${hydra:runtime.output_dir}"
     name: str = "csv"
+
+
+@dataclass
+class LRLoggerConfig:
+    """Every optimizer step's rate, momentum and weight decay to every logger."""
+
+    _target_: str = "lightning_lrsched.callbacks.LRLogger"
+    momentum: bool = True
+    weight_decay: bool = True
