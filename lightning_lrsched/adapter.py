@@ -134,6 +134,17 @@ class ScheduleLR(LRScheduler):
             self.stateful.update(float(metric))
             self._apply()
 
+    def planned_rates(self, steps: int) -> list[list[float]] | None:
+        """The rates of steps ``0..steps-1`` as planned now (None when they depend on metrics or
+        on a torch scheduler's own state, which cannot be evaluated ahead)."""
+        if self.stateful is not None:
+            return None
+        evaluate = bind(self.schedule, tuple(self.base_lrs))
+        return [
+            self.base_lrs if step < self.offset else evaluate(step - self.offset)[0]
+            for step in range(steps)
+        ]
+
     def get_lr(self) -> list[float]:  # type: ignore[override]
         return self._evaluate(self.last_epoch - self.offset)[0]
 

@@ -121,7 +121,8 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
 
 def tracking_uri(logger: dict[str, Any] | None) -> str | None:
     """The MLflow store: the config's, else ``$MLFLOW_TRACKING_URI``, else SQLite in the cwd."""
-    if not logger or "MLFlowLogger" not in str(logger.get("_target_", "")):
+    target = str((logger or {}).get("_target_", ""))
+    if "MLFlowLogger" not in target and "MLflowTracker" not in target:
         return None
     uri = logger.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_STORE
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
@@ -178,7 +179,13 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)
     logger = False
     if plain.get("logger"):
-        extra = {"tracking_uri": checked.tracking_uri} if checked.tracking_uri else {}
+        extra: dict[str, Any] = {}
+        if checked.tracking_uri:
+            extra["tracking_uri"] = checked.tracking_uri
+            if plain.get("ckpt_path"):  # continue the run the checkpoint was written under
+                from .tracking import saved_run_id
+
+                extra["run_id"] = saved_run_id(plain["ckpt_path"])
         logger = _instantiate(cfg.logger, "logger", **extra)
     callbacks = [
         _instantiate(node, f"callbacks.{name}")
@@ -196,7 +203,9 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     )
     if logger and trainer.is_global_zero:
         logger.log_hyperparams(_without_hydra(plain))
-        _tag_run(logger, plain, trainer.world_size)
+        if hasattr(logger, "log_config"):
+            logger.log_config(_without_hydra(plain))
+            logger.set_tags(_run_tags(plain, trainer.world_size))
     if argv is not None:
         sys.argv = argv  # Lightning's DDP launcher re-runs this command in the other processes
     if plain.get("fit", True):
@@ -212,11 +221,8 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     return results.get("val_acc", float("nan"))
 
 
-def _tag_run(logger: Any, plain: dict[str, Any], world_size: int) -> None:
-    """MLflow tags: the strategy, the world size, the git commit; the experiment's kind."""
-    experiment = getattr(logger, "experiment", None)
-    if experiment is None or not hasattr(logger, "run_id"):
-        return
+def _run_tags(plain: dict[str, Any], world_size: int) -> dict[str, str]:
+    """MLflow tags: the strategy, the world size, the git commit if any."""
     tags = {
         "lrsched.strategy": str((plain.get("scheduler") or {}).get("name", "none")),
         "lrsched.world_size": str(world_size),
@@ -224,12 +230,7 @@ def _tag_run(logger: Any, plain: dict[str, Any], world_size: int) -> None:
     commit = _git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    for key, value in tags.items():
-        experiment.set_tag(logger.run_id, key, value)
-    # MLflow 3 opens experiments in its GenAI view unless told they hold model training
-    experiment.set_experiment_tag(
-        logger.experiment_id, "mlflow.experimentKind", "custom_model_development"
-    )
+    return tags
 
 
 def _git_commit() -> str | None:
@@ -241,7 +242,7 @@ def _git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 def _without_hydra(plain: dict[str, Any]) -> dict[str, Any]:
@@ -254,12 +255,12 @@ def report(results: dict[str, float], logger: Any) -> None:
         k: results[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc") if k in results
     }
     print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
-    if logger and hasattr(logger, "run_id") and getattr(logger, "_tracking_uri", None):
-        uri = logger._tracking_uri
-        experiment = logger.experiment_id
-        print(f"  MLflow run {logger.run_id} in experiment {experiment}, store {uri}")
+    uri = getattr(logger, "tracking_uri", None)
+    if logger and uri and getattr(logger, "version", None):
+        experiment, run = logger.experiment_id, logger.version
+        print(f"  MLflow run {run} in experiment {experiment}, store {uri}")
         print(f"  open it: mlflow ui --backend-store-uri {uri}")
         print(
-            f"  then:    http://127.0.0.1:5000/#/experiments/{experiment}/runs/{logger.run_id}"
+            f"  then:    http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run}"
             "?workflowType=machine_learning"
         )

@@ -19,6 +19,7 @@ from .training import (
     MLflowLoggerConfig,
     OptimizerConfig,
     RMSpropConfig,
+    RunTrackingConfig,
     SGDConfig,
     TrainerConfig,
 )
@@ -38,7 +39,7 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "logger": {"mlflow": MLflowLoggerConfig, "csv": CSVLoggerConfig},
     "data": {"digits": DigitsConfig, "mnist1d": MNIST1DConfig},
     "model": {"mlp": MLPConfig, "cnn1d": CNN1DConfig},
-    "callbacks": {"lr_logger": LRLoggerConfig},
+    "callbacks": {"lr_logger": LRLoggerConfig, "run_tracking": RunTrackingConfig},
 }
 
 

@@ -70,7 +70,7 @@ class TrainerConfig:
     gradient_clip_val: float | None = None
     precision: Any = "32-true"
     deterministic: bool = False
-    log_every_n_steps: int = 50
+    log_every_n_steps: int = 1  # our tracking is cheap enough to keep every step
     num_sanity_val_steps: int = 0
     enable_progress_bar: bool = False
     enable_model_summary: bool = False
@@ -79,15 +79,23 @@ class TrainerConfig:
 
 @dataclass
 class MLflowLoggerConfig:
-    """MLflow tracking: the embedded SQLite store in the launch directory unless told otherwise
-    (``MLFLOW_TRACKING_URI`` or ``tracking_uri``)."""
+    """MLflow tracking (``MLflowTracker``: batched, from a background thread, resumable): the
+    embedded SQLite store in the launch directory unless told otherwise."""
 
-    _target_: str = "lightning.pytorch.loggers.MLFlowLogger"
+    _target_: str = "lightning_lrsched.tracking.MLflowTracker"
     experiment_name: str = "lightning-lrsched"
     run_name: str | None = None
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     tags: dict[str, Any] | None = None
-    log_model: bool = False
+    flush_interval: float = 1.0
+
+
+@dataclass
+class RunTrackingConfig:
+    """Run continuity across resumes, the run id on every rank, schedule plots."""
+
+    _target_: str = "lightning_lrsched.tracking.RunTracking"
+    plots: bool = True
 
 
 @dataclass

@@ -1,0 +1,93 @@
+"""``RunTracking``: the callback that goes with :class:`MLflowTracker`.
+
+- saves the run id in checkpoints and, when training resumes from one, continues that run;
+- gives every DDP rank the run id (rank zero creates the run and writes; the others know it);
+- writes the queued points at the end of every epoch and on exceptions;
+- logs the planned schedule as a PNG before the first step and the realised rate curve (read
+  back from the store) when fitting ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+from .tracker import MLflowTracker
+
+
+def find_tracker(trainer: pl.Trainer) -> MLflowTracker | None:
+    return next((lg for lg in trainer.loggers if isinstance(lg, MLflowTracker)), None)
+
+
+def saved_run_id(ckpt_path: str) -> str | None:
+    """The run id a checkpoint was written under (None if it has none)."""
+    from lightning.fabric.utilities.cloud_io import _load
+
+    checkpoint = _load(ckpt_path, map_location="cpu", weights_only=False)
+    state = (checkpoint.get("callbacks") or {}).get(RunTracking.STATE_KEY) or {}
+    return state.get("run_id")
+
+
+class RunTracking(Callback):
+    """Run continuity, rank agreement, flushing and schedule plots for ``MLflowTracker``."""
+
+    STATE_KEY = "RunTracking"
+
+    def __init__(self, *, plots: bool = True) -> None:
+        self.plots = plots
+        self._tracker: MLflowTracker | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self.STATE_KEY
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        tracker = self._tracker = find_tracker(trainer)
+        if tracker is None:
+            return
+        if trainer.is_global_zero and stage == "fit" and trainer.ckpt_path:
+            run_id = saved_run_id(trainer.ckpt_path)
+            if run_id is not None:
+                tracker.resume(run_id)
+        run_id = tracker.run_id if trainer.is_global_zero else None
+        tracker.adopt(trainer.strategy.broadcast(run_id, src=0))
+        if trainer.is_global_zero:
+            tracker.set_tags({"lrsched.world_size": trainer.world_size})
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._tracker is None or self._tracker.version is None:
+            return {}
+        return {"run_id": self._tracker.version}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._tracker is None or not trainer.is_global_zero or not self.plots:
+            return
+        from ..plotting import planned_schedule_figure
+
+        total = int(trainer.estimated_stepping_batches)
+        figure = planned_schedule_figure(trainer.lr_scheduler_configs, total)
+        if figure is not None:
+            self._tracker.log_figure(figure, "schedule/planned.png")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._tracker is not None:
+            self._tracker.flush(timeout=0)  # start writing now; never wait on the store here
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if self._tracker is not None:
+            self._tracker.flush(timeout=60)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        tracker = self._tracker
+        if tracker is None or not trainer.is_global_zero or not self.plots:
+            return
+        from ..plotting import realised_rates_figure
+
+        tracker.flush(timeout=120)
+        figure = realised_rates_figure(tracker.experiment, tracker.run_id)
+        if figure is not None:
+            tracker.log_figure(figure, "schedule/realised.png")
