@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -17,3 +18,20 @@ class ConfigError(ValueError):
         self.value = value
         self.allowed = allowed
         super().__init__(f"{key}={value!r}: {allowed}")
+
+
+def blamed_key(options: dict[str, Any], message: str) -> str | None:
+    """The option a library's error message is about: one it names, else one whose value it
+    quotes (so that our one-line error can name the key)."""
+    usable = {
+        k: v
+        for k, v in options.items()
+        if not k.startswith("_") and v is not None and not isinstance(v, bool | dict | list)
+    }
+    for key in usable:
+        if re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", message):
+            return key
+    for key, value in usable.items():
+        if re.search(rf"(?<![\w.]){re.escape(str(value))}(?!\w|\.\d)", message):
+            return key
+    return None

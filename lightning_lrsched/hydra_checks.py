@@ -62,8 +62,13 @@ def one_line(err: Exception) -> str:
     cause = err.__cause__ or err.__context__
     key_match = re.search(r"Could not override '([^']+)'", text)
     if key_match and cause is not None:
-        reason = " ".join(str(cause).splitlines()[0:1])
-        return f"{key_match.group(1)}: {reason}"
+        reason = str(cause).splitlines()[0]
+        unknown = re.match(r"Key '([^']+)' not in '([^']+)'", reason)
+        value = re.search(r"=(\S+)", text.split("Could not override", 1)[-1])
+        shown = f"{key_match.group(1)}={value.group(1)}" if value else key_match.group(1)
+        if unknown:
+            return f"{shown}: {unknown_key_message(unknown.group(1), unknown.group(2))}"
+        return f"{shown}: {reason}"
     merge = re.match(r"Error merging override (\S+)", text)
     if merge and cause is not None:
         return f"{merge.group(1)}: {str(cause).splitlines()[0]}"
@@ -72,6 +77,22 @@ def one_line(err: Exception) -> str:
     return text.replace(
         "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.", ""
     ).strip()
+
+
+def unknown_key_message(key: str, schema_name: str) -> str:
+    """ "unknown key (did you mean ...?); allowed: ..." from the schema's fields."""
+    import dataclasses
+    import difflib
+
+    from .config import schema_by_class_name
+
+    schema = schema_by_class_name(schema_name)
+    if schema is None:
+        return f"not a key of {schema_name}"
+    allowed = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
+    hint = difflib.get_close_matches(key, allowed, n=1)
+    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"unknown key{did_you_mean}; allowed: {', '.join(sorted(allowed))}"
 
 
 def precheck(config_dir: str, argv: list[str]) -> str | None:
@@ -86,6 +107,11 @@ def precheck(config_dir: str, argv: list[str]) -> str | None:
         return one_line(err)
     if sweep and not multirun:
         return f"{' '.join(overrides)}: a sweep needs -m (--multirun)"
+    search = [
+        o for o in overrides if o.startswith("hparams_search=") and o != "hparams_search=null"
+    ]
+    if search and not multirun:
+        return f"{search[0]}: a hyperparameter search needs -m (--multirun)"
     from .run import check_config
 
     GlobalHydra.instance().clear()

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError
+from .errors import ConfigError, blamed_key
 from .lightning.optimizers import build_optimizer
 from .lightning.trainer_info import lr_scale
 from .registry import build_scheduler
@@ -81,6 +82,8 @@ def estimate_horizon(
 
 def _check_trainer(trainer: dict[str, Any]) -> None:
     accelerator = str(trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator", accelerator, "no CUDA device here; use cpu")
     devices = trainer.get("devices", 1)
     if isinstance(devices, int) and not isinstance(devices, bool):
         if devices < 1 and devices != -1:
@@ -98,8 +101,6 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
                 devices,
                 f"one process per CPU device: this machine has {cores} CPU cores",
             )
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator", accelerator, "no CUDA device here; use cpu")
     for key, low in (("max_epochs", -1), ("max_steps", -1), ("accumulate_grad_batches", 1)):
         value = trainer.get(key)
         if value is not None and (not isinstance(value, int) or value < low):
@@ -113,7 +114,11 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
             log.setLevel(logging.WARNING)
         _instantiate(OmegaConf.create(trainer), "trainer", logger=False, callbacks=[])
     except ConfigError as err:
-        raise ConfigError("trainer", err.value, str(err.allowed).splitlines()[0]) from None
+        reason = str(err.allowed).splitlines()[0].removeprefix("cannot be built: ")
+        key = blamed_key(trainer, reason)
+        raise ConfigError(
+            f"trainer.{key}" if key else "trainer", trainer.get(key, "?"), reason
+        ) from None
     finally:
         for log, level in zip(quiet, levels, strict=True):
             log.setLevel(level)
@@ -147,12 +152,28 @@ def check_config(cfg: DictConfig) -> Checked:
         if plain.get(key) not in allowed:
             raise ConfigError(key, plain.get(key), f"must be one of {', '.join(allowed)}")
     lr_scale(plain.get("scale_lr", "none"), 1, plain.get("reference_batch_size"))
+    # seeded before the network is built, so a job's initial weights depend only on the seed
+    seed = plain.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError("seed", seed, "must be a whole number >= 0")
+    torch.manual_seed(seed)
     datamodule = _instantiate(cfg.data, "data")
     datamodule.setup("fit")
     sizes = {"in_features": datamodule.num_features, "num_classes": datamodule.num_classes}
     if "CNN1D" in str(plain["model"].get("_target_", "")):
         sizes = {"in_length": datamodule.num_features, "num_classes": datamodule.num_classes}
-    net = _instantiate(cfg.model, "model")(**sizes)
+    try:
+        net = _instantiate(cfg.model, "model")(**sizes)
+    except (ValueError, TypeError, RuntimeError) as err:
+        if isinstance(err, ConfigError):
+            raise ConfigError(f"model.{err.key}", err.value, err.allowed) from None
+        key = blamed_key(plain["model"], str(err))
+        raise ConfigError(
+            f"model.{key}" if key else "model", plain["model"].get(key), str(err)
+        ) from None
+    ckpt = plain.get("ckpt_path")
+    if ckpt not in (None, "last", "best", "hpc", "registry") and not Path(str(ckpt)).exists():
+        raise ConfigError("ckpt_path", ckpt, "no such checkpoint file (or: last, best, hpc)")
     total, per_epoch = estimate_horizon(trainer, len(datamodule.train_set), datamodule.batch_size)
     optimizer = build_optimizer(net, plain["optimizer"])
     scheduler = plain.get("scheduler")
@@ -176,7 +197,7 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     from .tasks.models import Classifier
 
     plain = OmegaConf.to_container(cfg, resolve=True)
-    pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)
+    pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)  # data order etc.
     logger = False
     if plain.get("logger"):
         extra: dict[str, Any] = {}
@@ -186,13 +207,18 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
                 from .tracking import saved_run_id
 
                 extra["run_id"] = saved_run_id(plain["ckpt_path"])
+        if "save_dir" in plain["logger"] and not plain["logger"]["save_dir"]:
+            extra["save_dir"] = _output_dir()
         logger = _instantiate(cfg.logger, "logger", **extra)
     callbacks = [
         _instantiate(node, f"callbacks.{name}")
         for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
-    trainer = _instantiate(cfg.trainer, "trainer", logger=logger, callbacks=callbacks)
+    options: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
+    if not plain["trainer"].get("default_root_dir"):
+        options["default_root_dir"] = _output_dir()  # checkpoints go there
+    trainer = _instantiate(cfg.trainer, "trainer", **options)
     module = Classifier(
         checked.net,
         optimizer=plain["optimizer"],
@@ -219,6 +245,11 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     if trainer.is_global_zero:
         report(results, logger)
     return results.get("val_acc", float("nan"))
+
+
+def _output_dir() -> str:
+    """The job's Hydra output directory (the working directory outside Hydra)."""
+    return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
 
 
 def _run_tags(plain: dict[str, Any], world_size: int) -> dict[str, str]:

@@ -43,6 +43,15 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
+def schema_by_class_name(name: str) -> type | None:
+    """The registered schema dataclass called ``name`` (for error messages)."""
+    for schemas in _GROUP_SCHEMAS.values():
+        for schema in schemas.values():
+            if schema.__name__ == name:
+                return schema
+    return TrainConfig if name == "TrainConfig" else None
+
+
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore (idempotent)."""
     store = ConfigStore.instance()

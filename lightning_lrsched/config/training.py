@@ -101,7 +101,7 @@ class RunTrackingConfig:
 @dataclass
 class CSVLoggerConfig:
     _target_: str = "lightning.pytorch.loggers.CSVLogger"
-    save_dir: str = "${hydra:runtime.output_dir}"
+    save_dir: str | None = None  # None: the run's Hydra output directory
     name: str = "csv"
 
 

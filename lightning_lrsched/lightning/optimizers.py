@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, blamed_key
 from ..params import check_number
 
 _SPECIAL_KEYS = ("name", "_target_", "_partial_", "param_groups")
@@ -122,7 +122,12 @@ def build_optimizer(module: nn.Module, spec: Any) -> torch.optim.Optimizer:
         try:
             return cls(params, **kwargs)
         except (TypeError, ValueError) as err:
-            raise ConfigError("optimizer", kwargs, f"{cls.__name__} refused it: {err}") from None
+            key = blamed_key(kwargs, str(err))
+            if key is None:
+                raise ConfigError(
+                    "optimizer", kwargs, f"{cls.__name__} refused it: {err}"
+                ) from None
+            raise ConfigError(f"optimizer.{key}", kwargs[key], f"{cls.__name__}: {err}") from None
     if isinstance(spec, Callable):
         optimizer = spec(module.parameters())
         if not isinstance(optimizer, torch.optim.Optimizer):

@@ -23,6 +23,16 @@ from ..lightning.trainer_info import SCALE_MODES
 DEFAULT_OPTIMIZER: dict[str, Any] = {"name": "adamw", "lr": 1e-3}
 
 
+def _check_width(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, value, "must be a whole number >= 1")
+
+
+def _check_dropout(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError("dropout", value, "must be a number >= 0 and < 1")
+
+
 class MLP(nn.Module):
     """Flatten, then ``Linear → ReLU → Dropout`` per hidden width, then a linear classifier.
 
@@ -38,6 +48,9 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        for i, size in enumerate(hidden):
+            _check_width(f"hidden[{i}]", size)
+        _check_dropout(dropout)
         self.num_classes = num_classes
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
@@ -82,6 +95,11 @@ class CNN1D(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        _check_width("channels", channels)
+        for i, kernel in enumerate(kernel_sizes):
+            _check_width(f"kernel_sizes[{i}]", kernel)
+        _check_width("stride", stride)
+        _check_dropout(dropout)
         self.num_classes = num_classes
         layers: list[nn.Module] = []
         length, width = in_length, 1

@@ -201,6 +201,18 @@ class MLflowTracker(Logger):
         retrying(lambda: self.experiment.set_terminated(run_id, state))
         self._finalized = True
 
+    # -- pickling (ddp_spawn sends the Trainer, loggers included, to new processes) ---------
+    def __getstate__(self) -> dict[str, Any]:
+        self.flush(timeout=60)
+        state = self.__dict__.copy()
+        # the client, the writer thread and the lock stay here; the new process reopens the run
+        state.update(_client=None, _writer=None, _lock=None, _skip_until={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # -- internals --------------------------------------------------------------------------
     def _get_or_create_experiment(self) -> str:
         client = self._client

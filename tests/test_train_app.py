@@ -1,0 +1,631 @@
+"""The Hydra training app: ``lrsched train`` (also ``python -m lightning_lrsched.train``).
+
+Three layers, cheapest first:
+
+1. every option of every config group composes (Hydra's compose API, as the app composes) and
+   passes :func:`check_config`, which builds the data module, the network, the optimizer and the
+   scheduler;
+2. a table of bad command lines, run in-process through :func:`main` (the same code as the
+   console script, without the interpreter start-up): each is one line on stderr naming the
+   key and what is allowed, exit code 2, no traceback, no Hydra output directory and no MLflow
+   run left RUNNING;
+3. a few real, short trainings as subprocesses (started together, since each spends most of
+   its time importing Lightning), checked through what they print and what they leave in the
+   MLflow store or the CSV log.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lightning_lrsched import STRATEGIES, build_scheduler
+from lightning_lrsched.config import register_configs
+from lightning_lrsched.hydra_checks import precheck
+from lightning_lrsched.lightning.optimizers import build_optimizer
+from lightning_lrsched.run import check_config
+from lightning_lrsched.train import CONFIG_PATH, main
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = Path(CONFIG_PATH)
+GROUPS = (
+    "scheduler",
+    "optimizer",
+    "trainer",
+    "logger",
+    "callbacks",
+    "data",
+    "model",
+    "experiment",
+    "hparams_search",
+)
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+CORES = os.cpu_count() or 1
+ERROR_PREFIX = "lrsched train: error: "
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MNIST-1D cache for the session (generated on first use), never ~/.cache."""
+    return tmp_path_factory.mktemp("lrsched-cache")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_cache: Path) -> Iterator[None]:
+    """Each test in its own cwd and MLflow store; Hydra's singletons left as found."""
+    register_configs()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # main() sets it with setdefault
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() rewrites it
+    yield
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None  # a set HydraConfig would resolve ${hydra:...} for others
+
+
+@pytest.fixture
+def hydra_conf() -> Iterator[None]:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        yield
+
+
+def compose_job(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The config as Hydra hands it to the app: ``hydra.runtime`` set, the ``hydra`` node gone."""
+    cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def mlflow_runs(db: Path) -> list:
+    """Every run (active or deleted) in the SQLite store ``db``; none if there is no store."""
+    if not db.exists():
+        return []
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(f"sqlite:///{db}")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    return client.search_runs(experiments, run_view_type=ViewType.ALL) if experiments else []
+
+
+@dataclass
+class Result:
+    code: int | str | None
+    out: str
+    err: str
+
+
+def run_app(argv: list[str], capfd: pytest.CaptureFixture[str]) -> Result:
+    """``lrsched train <argv>`` in this process (fd-level capture, as a terminal would see)."""
+    code: int | str | None = 0
+    try:
+        main(list(argv), launch_argv=["lrsched", "train", *argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    except Exception as err:  # the user would see a traceback
+        out, err_text = capfd.readouterr()
+        pytest.fail(f"lrsched train {' '.join(argv)} raised {err!r}; stderr: {err_text}")
+    out, err_text = capfd.readouterr()
+    return Result(code, out, err_text)
+
+
+# -- the conf/ tree ---------------------------------------------------------------------------
+
+
+def test_top_level_conf_is_the_packaged_conf():
+    assert (REPO / "conf").resolve() == CONF.resolve()
+
+
+def test_groups_offer_the_documented_options():
+    def options(group: str) -> set[str]:
+        return {stem for g, stem in OPTIONS if g == group}
+
+    assert set(STRATEGIES) <= options("scheduler")  # one file per strategy, plus recipes
+    assert {"warmup_cosine"} <= options("scheduler")
+    assert {"cpu", "ddp", "ddp_spawn", "slurm"} <= options("trainer")
+    assert {"mlflow", "csv", "none"} <= options("logger")
+    assert {"sgd", "adamw"} <= options("optimizer")
+    assert {"digits", "mnist1d"} <= options("data")
+    assert {"mlp", "cnn1d"} <= options("model")
+    assert {"mnist1d_cnn"} <= options("experiment")
+
+
+# -- 1. every option composes and builds ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_builds(group, option, hydra_conf, tmp_path):
+    if group == "hparams_search":
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    cfg = compose_job([f"{group}={option}"], tmp_path / "job")
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    devices = trainer_cfg.get("devices")
+    if isinstance(devices, int) and devices > CORES:
+        # more processes than this machine has cores: the checks refuse it here, by design;
+        # the Trainer itself is still built (nothing starts before fit).
+        trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+        assert trainer.world_size == devices * trainer_cfg.get("num_nodes", 1)
+        return
+
+    checked = check_config(cfg)
+    assert checked.steps_per_epoch >= 1
+    assert checked.total_steps is not None and checked.total_steps >= checked.steps_per_epoch
+    assert sum(p.numel() for p in checked.net.parameters()) > 0
+    x, _ = checked.datamodule.train_set[:4]
+    assert checked.net(x).shape == (4, checked.datamodule.num_classes)
+
+    # the whole planned schedule, step by step: every rate finite and >= 0
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    optimizer = build_optimizer(checked.net, plain["optimizer"])
+    if plain.get("scheduler"):
+        scheduler = build_scheduler(
+            optimizer,
+            plain["scheduler"],
+            total_steps=checked.total_steps,
+            steps_per_epoch=checked.steps_per_epoch,
+        )
+        if plain["scheduler"]["name"] != "plateau":  # plateau steps on a metric
+            for _ in range(checked.total_steps):
+                assert all(math.isfinite(r) and r >= 0 for r in scheduler.get_last_lr())
+                optimizer.step()
+                scheduler.step()
+
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[])
+    assert trainer.max_epochs == trainer_cfg["max_epochs"]
+    if cfg.get("logger"):
+        extra = {"tracking_uri": checked.tracking_uri} if checked.tracking_uri else {}
+        if "save_dir" in cfg.logger and cfg.logger.save_dir is None:
+            extra["save_dir"] = str(tmp_path)  # the app gives the job's output directory
+        assert isinstance(instantiate(cfg.logger, **extra), Logger)
+
+    for node in (cfg.get("callbacks") or {}).values():
+        assert isinstance(instantiate(node), Callback)
+    assert mlflow_runs(tmp_path / "mlflow.db") == []  # building is not tracking
+
+
+# -- 2. bad command lines ---------------------------------------------------------------------
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+
+# (command line, fragment naming the key, fragments of what is allowed: at least one appears)
+INVALID = [
+    # group options and keys
+    ("scheduler=cosin", "scheduler='cosin'", ["cosine"]),
+    ("-m scheduler=cosine,stepp", "scheduler='stepp'", ["step"]),
+    ("data=imagenet", "data='imagenet'", ["digits"]),
+    ("trainer=tpu", "trainer='tpu'", ["ddp_spawn"]),
+    ("logger=wandb", "logger='wandb'", ["mlflow"]),
+    ("experiment=nope", "experiment='nope'", ["mnist1d_cnn"]),
+    ("scheduler=step scheduler.gama=0.5", "scheduler.gama", ["gamma"]),
+    ("trainer.max_epoch=3", "trainer.max_epoch", ["max_epochs"]),
+    ("+optimizer.foo=1", "optimizer.foo", ["weight_decay"]),
+    # types
+    ("trainer.max_epochs=abc", "trainer.max_epochs", ["Integer", "whole number"]),
+    ("data.batch_size=1.5", "data.batch_size", ["Integer", "whole number"]),
+    ("seed=abc", "seed", ["Integer", "whole number"]),
+    ("seed=-1", "seed=-1", [">= 0"]),
+    # optimizer
+    ("optimizer.lr=-1", "optimizer.lr", [">= 0"]),
+    ("optimizer.lr=nan", "optimizer.lr", ["finite"]),
+    ("optimizer.lr=inf", "optimizer.lr", ["finite"]),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay", [">= 0"]),
+    ("optimizer.name=sgdd", "optimizer.name='sgdd'", ["sgd,", "sgd "]),
+    ("optimizer=sgd optimizer.momentum=-0.5", "optimizer.momentum", [">= 0", "-0.5"]),
+    # durations
+    ("scheduler.warmup=100%", "scheduler.warmup", ["shorter than"]),
+    ("scheduler.warmup=5000", "scheduler.warmup", ["shorter than"]),
+    ("scheduler.warmup=30ep", "scheduler.warmup", ["shorter than"]),
+    ("scheduler.warmup=3epochs", "scheduler.warmup", ["2ep"]),
+    ("scheduler.warmup=-3", "scheduler.warmup", [">= 0"]),
+    ("scheduler=multistep scheduler.milestones=[60%,30%]", "scheduler.milestones", ["increasing"]),
+    (
+        "scheduler=sequence scheduler.phases=[{name:linear,duration:200%}]",
+        "scheduler.phases[0].duration",
+        ["100%"],
+    ),
+    # strategy parameters
+    ("scheduler.eta_min=-1", "scheduler.eta_min", [">= 0"]),
+    ("scheduler=exponential scheduler.gamma=0", "scheduler.gamma", ["> 0"]),
+    ("scheduler.warmup_start_factor=2", "scheduler.warmup_start_factor", ["<= 1"]),
+    (
+        "scheduler=cyclic scheduler.max_lr=0.0001 scheduler.base_lr=0.01",
+        "scheduler.max_lr",
+        ["base_lr"],
+    ),
+    ("scheduler=onecycle scheduler.pct_start=1.5", "scheduler.pct_start", ["< 1"]),
+    ("scheduler=wsd scheduler.decay_type=cubic", "scheduler.decay_type", ["1-sqrt"]),
+    ("scheduler=plateau scheduler.mode=up", "scheduler.mode", ["max"]),
+    ("scheduler=plateau scheduler.monitor=val_accuracy", "scheduler.monitor", ["val_loss"]),
+    (
+        "scheduler=chain scheduler.schedules=[{name:cosin}]",
+        "scheduler.schedules[0].name",
+        ["cosine"],
+    ),
+    (
+        "scheduler=torch scheduler._target_=torch.optim.lr_scheduler.Nope",
+        "scheduler._target_",
+        ["lr_scheduler"],
+    ),
+    # trainer
+    pytest.param(
+        "trainer=ddp trainer.devices=64",
+        "trainer.devices=64",
+        ["cores"],
+        marks=pytest.mark.skipif(CORES >= 64, reason="64 cores here"),
+    ),
+    ("trainer.devices=0", "trainer.devices=0", [">= 1"]),
+    pytest.param("trainer.accelerator=gpu", "trainer.accelerator", ["cpu"], marks=NO_CUDA),
+    ("trainer.max_steps=-5", "trainer.max_steps", [">= -1"]),
+    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches", [">= 1"]),
+    ("trainer.limit_train_batches=0", "trainer.limit_train_batches", ["no training batch"]),
+    ("trainer.precision=bogus", "trainer.precision", ["32-true"]),
+    ("trainer.strategy=fsdpp", "trainer.strategy", ["ddp"]),
+    # data and model
+    ("data.val_fraction=1.5", "data.val_fraction", ["between 0 and 1"]),
+    ("data.val_fraction=0.5 data.test_fraction=0.6", "test_fraction", ["< 1"]),
+    ("data.batch_size=0", "data.batch_size", [">= 1"]),
+    ("data=mnist1d data.num_samples=5", "data.num_samples", [">= 10"]),
+    ("model.hidden=[0] trainer.max_epochs=1", "model.hidden", [">= 1", "positive"]),
+    ("model=cnn1d model.channels=0 trainer.max_epochs=1", "model.channels", [">= 1", "positive"]),
+    ("model.dropout=1.5", "model.dropout", ["between 0 and 1", "< 1", "<= 1"]),
+    # top-level options
+    ("scale_lr=cubic", "scale_lr='cubic'", ["sqrt"]),
+    ("scale_lr=linear", "reference_batch_size", [">= 1"]),
+    ("on_plan_change=maybe", "on_plan_change='maybe'", ["continue"]),
+    ("ckpt_path=missing.ckpt", "ckpt_path", ["not found", "no such", "does not exist"]),
+    # tracking
+    ("logger.tracking_uri=ftp://x", "logger.tracking_uri", ["sqlite"]),
+    # sweeps: refused before the first job
+    ("scheduler=cosine,step", "scheduler=cosine,step", ["-m"]),
+    # Lightning's DDP launcher re-runs the command line in each extra process: a nested sweep
+    ("-m trainer=ddp scheduler=cosine,step", "trainer.strategy", ["ddp_spawn"]),
+    ("-m scheduler=cosine scheduler.warmup=10,5000", "scheduler.warmup=5000", ["shorter than"]),
+    (
+        "-m scheduler=cosine,step trainer.max_epochs=1,2 optimizer.lr=0.1,-1",
+        "optimizer.lr",
+        [">= 0"],
+    ),
+]
+
+
+def _id(case) -> str:
+    return case.values[0] if hasattr(case, "values") else case[0]
+
+
+@pytest.mark.parametrize(("line", "key", "allowed"), INVALID, ids=[_id(c) for c in INVALID])
+def test_bad_command_line_is_one_line_and_exit_2(line, key, allowed, tmp_path, capfd):
+    result = run_app(line.split(), capfd)
+    assert "Traceback" not in result.out + result.err, result.err
+    assert result.code == 2, result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith(ERROR_PREFIX), lines[0]
+    assert key in lines[0], lines[0]
+    assert any(fragment in lines[0] for fragment in allowed), (allowed, lines[0])
+    assert result.out.strip() == ""
+    assert not (tmp_path / "outputs").exists()  # Hydra never started
+    assert not (tmp_path / "multirun").exists()
+    assert [r for r in mlflow_runs(tmp_path / "mlflow.db") if r.info.status == "RUNNING"] == []
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+VALID = [
+    "scheduler.warmup=3ep",
+    "scheduler.warmup=5%",
+    "scheduler.warmup=10",
+    "scheduler=multistep scheduler.milestones=[2ep,4ep]",
+    "scheduler=plateau scheduler.monitor=val_acc scheduler.mode=max",
+    "scheduler=cyclic scheduler.base_lr=0.001 scheduler.max_lr=0.1",
+    "optimizer=sgd scale_lr=linear reference_batch_size=32",
+    "+trainer.gradient_clip_algorithm=value",
+    "trainer=ddp",  # a single run may re-launch itself
+    "logger=csv",
+    "logger=none callbacks=none",
+    "-m scheduler=cosine,step",
+    "-m trainer=ddp_spawn scheduler=cosine,step",
+]
+
+
+@pytest.mark.parametrize("line", VALID)
+def test_good_command_line_passes_the_checks(line, tmp_path):
+    assert precheck(CONFIG_PATH, line.split()) is None
+    assert not (tmp_path / "outputs").exists()
+    assert mlflow_runs(tmp_path / "mlflow.db") == []
+
+
+def test_help_lists_the_groups(capfd):
+    result = run_app(["--help"], capfd)
+    assert result.code in (0, None), result.err
+    for group_line in ("scheduler:", "optimizer:", "trainer:", "logger:"):
+        assert group_line in result.out
+    assert "warmup_cosine" in result.out and "ddp_spawn" in result.out
+
+
+def test_sweep_jobs_with_the_same_seed_train_identically(tmp_path, capfd):
+    """Jobs of a sweep run one after the other in one process: ``seed`` must fix everything,
+    the network's initial weights included, whatever ran before."""
+    argv = ["-m", "seed=0,0", "trainer.max_epochs=1", "logger=none", "callbacks=none"]
+    result = run_app(argv, capfd)
+    assert result.code in (0, None), result.err
+    finals = [line for line in result.out.splitlines() if line.startswith("lrsched train: ")]
+    assert len(finals) == 2, result.out
+    assert finals[0] == finals[1]
+    assert (tmp_path / "multirun").exists()
+
+
+# -- 3. real runs through the command line ----------------------------------------------------
+
+
+def _lrsched() -> list[str]:
+    script = Path(sys.executable).with_name("lrsched")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "lightning_lrsched"]
+
+
+@dataclass
+class CliRun:
+    cwd: Path
+    argv: list[str]
+    code: int
+    out: str
+    err: str
+
+    @property
+    def store(self) -> Path:
+        return self.cwd / "mlflow.db"
+
+
+def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    module = [sys.executable, "-m", "lightning_lrsched"]
+    return {
+        # the default: digits MLP, warmup + cosine, the embedded store in the cwd
+        "default": ([*_lrsched(), "train", "trainer.max_epochs=2"], {}),
+        "mnist1d": (
+            [
+                *module,
+                "train",
+                "experiment=mnist1d_cnn",
+                "trainer.max_epochs=3",
+                "data.num_samples=1000",
+                "optimizer.lr=0.02",
+                f"data.cache_dir={cache}",
+            ],
+            {},
+        ),
+        "csv": (
+            [sys.executable, "-m", "lightning_lrsched.train", "logger=csv", "trainer.max_epochs=2"],
+            {},
+        ),
+        "plateau": (
+            [
+                *_lrsched(),
+                "train",
+                "scheduler=plateau",
+                "scheduler.warmup=5",
+                "optimizer.lr=0.005",
+                "trainer.max_epochs=2",
+            ],
+            {"MLFLOW_TRACKING_URI": "sqlite:///{cwd}/tracked.db"},
+        ),
+        "cfg_job": ([*module, "train", "--cfg", "job", "scheduler=onecycle"], {}),
+        "invalid": ([*_lrsched(), "train", "scheduler=cosin"], {}),
+    }
+
+
+@dataclass
+class _Started:
+    cwd: Path
+    argv: list[str]
+    process: subprocess.Popen
+    out: Path
+    err: Path
+
+
+def _start_cli_runs(root: Path) -> dict[str, _Started]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    env["XDG_CACHE_HOME"] = str(root / "xdg-cache")  # the default data cache: cache_dir must win
+    for name in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR"):
+        env.pop(name, None)
+    started = {}
+    for name, (argv, extra) in _cli_commands(root / "data-cache").items():
+        cwd = root / name
+        cwd.mkdir()
+        out, err = root / f"{name}.out", root / f"{name}.err"
+        run_env = {**env, **{k: v.format(cwd=cwd) for k, v in extra.items()}}
+        with out.open("w") as stdout, err.open("w") as stderr:
+            process = subprocess.Popen(argv, cwd=cwd, env=run_env, stdout=stdout, stderr=stderr)
+        started[name] = _Started(cwd, argv, process, out, err)
+    return started
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cli_started(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, _Started]]:
+    """The command-line runs start with this module when a selected test needs them, so their
+    start-up (mostly importing Lightning) overlaps the in-process tests."""
+    wanted = any(
+        "cli" in getattr(item, "fixturenames", ()) and item.module is request.module
+        for item in request.session.items
+    )
+    started = _start_cli_runs(tmp_path_factory.mktemp("cli")) if wanted else {}
+    yield started
+    for run in started.values():
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+@pytest.fixture(scope="module")
+def cli(_cli_started: dict[str, _Started]) -> dict[str, CliRun]:
+    """Every command-line run, finished."""
+    runs = {}
+    for name, run in _cli_started.items():
+        try:
+            code = run.process.wait(timeout=600)
+        except subprocess.TimeoutExpired:
+            run.process.kill()
+            code = run.process.wait()
+        runs[name] = CliRun(run.cwd, run.argv, code, run.out.read_text(), run.err.read_text())
+    return runs
+
+
+def _digits_steps_per_epoch(batch_size: int = 64) -> int:
+    from lightning_lrsched.tasks import DigitsDataModule
+
+    data = DigitsDataModule(batch_size=batch_size)
+    data.setup("fit")
+    return math.ceil(len(data.train_set) / batch_size)
+
+
+def _one_run(store: Path):
+    runs = mlflow_runs(store)
+    assert len(runs) == 1, [(r.info.run_id, r.info.status) for r in runs]
+    return runs[0]
+
+
+def _history(store: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def _assert_ok(run: CliRun) -> None:
+    assert run.code == 0, f"{run.argv}\n{run.out}\n{run.err[-3000:]}"
+    assert "Traceback" not in run.err
+
+
+@pytest.mark.slow
+def test_default_run_tracks_every_step_in_the_embedded_store(cli):
+    run = cli["default"]
+    _assert_ok(run)
+    assert run.store.exists(), "the embedded store is sqlite:///mlflow.db in the cwd"
+    tracked = _one_run(run.store)
+    assert tracked.info.status == "FINISHED"
+    run_id, experiment = tracked.info.run_id, tracked.info.experiment_id
+
+    total = 2 * _digits_steps_per_epoch()
+    lr_keys = [k for k in tracked.data.metrics if k.startswith("lr/")]
+    assert lr_keys, sorted(tracked.data.metrics)
+    for key in lr_keys:
+        history = _history(run.store, run_id, key)
+        assert [step for step, _ in history] == list(range(total)), key
+        assert all(math.isfinite(v) and v >= 0 for _, v in history)
+    rates = [v for _, v in _history(run.store, run_id, lr_keys[0])]
+    assert rates[0] < max(rates) and rates[-1] < max(rates)  # warmup, then cosine decay
+    assert tracked.data.metrics["val_acc"] >= 0.85
+    assert "val_acc=" in run.out
+
+    # how to look at it: the UI command for this store and a link to the training view
+    match = re.search(r"mlflow ui --backend-store-uri (\S+)", run.out)
+    assert match, run.out
+    uri = match.group(1)
+    assert uri.startswith("sqlite:///")
+    assert Path(uri.removeprefix("sqlite:///")).resolve() == run.store.resolve()
+    link = f"#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning"
+    assert link in run.out
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run.store}")
+    tags = client.get_experiment(experiment).tags
+    assert tags.get("mlflow.experimentKind") == "custom_model_development"
+    params = tracked.data.params
+    assert any("scheduler" in k and k.endswith("name") and v == "cosine" for k, v in params.items())
+
+
+@pytest.mark.slow
+def test_mnist1d_experiment_trains(cli):
+    run = cli["mnist1d"]
+    _assert_ok(run)
+    assert list((run.cwd.parent / "data-cache").glob("*.npz")), "data.cache_dir is used"
+    assert not (run.cwd.parent / "xdg-cache" / "lightning_lrsched").exists()
+    tracked = _one_run(run.store)
+    assert tracked.info.status == "FINISHED"
+    losses = [v for _, v in _history(run.store, tracked.info.run_id, "train_loss_epoch")]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert tracked.data.metrics["val_acc"] > 0.15  # chance is 0.1
+    # one-cycle peaking at optimizer.lr, starting at lr / div_factor
+    key = next(k for k in tracked.data.metrics if k.startswith("lr/"))
+    rates = [v for _, v in _history(run.store, tracked.info.run_id, key)]
+    assert max(rates) == pytest.approx(0.02, rel=1e-6)
+    assert rates[0] == pytest.approx(0.02 / 25, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_csv_logger_writes_metrics_and_no_store(cli):
+    run = cli["csv"]
+    _assert_ok(run)
+    assert not run.store.exists()
+    files = list((run.cwd / "outputs").rglob("metrics.csv"))
+    assert len(files) == 1, files
+    with files[0].open() as handle:
+        rows = list(csv.DictReader(handle))
+    lr_columns = [c for c in rows[0] if c.startswith("lr/")]
+    assert lr_columns
+    steps = sorted(int(row["step"]) for row in rows if row[lr_columns[0]])
+    assert steps == list(range(2 * _digits_steps_per_epoch()))  # every optimizer step
+
+
+@pytest.mark.slow
+def test_plateau_with_warmup(cli):
+    run = cli["plateau"]
+    _assert_ok(run)
+    store = run.cwd / "tracked.db"  # MLFLOW_TRACKING_URI is honoured
+    assert store.exists() and not run.store.exists()
+    tracked = _one_run(store)
+    assert tracked.info.status == "FINISHED"
+    key = next(k for k in tracked.data.metrics if k.startswith("lr/"))
+    rates = [v for _, v in _history(store, tracked.info.run_id, key)]
+    assert len(rates) == 2 * _digits_steps_per_epoch()
+    # linear warmup over 5 steps from 0, then the base rate (patience 10: no reduction yet)
+    assert rates[:5] == pytest.approx([0.0, 0.001, 0.002, 0.003, 0.004], abs=1e-12)
+    assert rates[5:] == pytest.approx([0.005] * (len(rates) - 5), rel=1e-9)
+
+
+@pytest.mark.slow
+def test_cfg_job_prints_the_composed_config(cli):
+    run = cli["cfg_job"]
+    _assert_ok(run)
+    cfg = yaml.safe_load(run.out)
+    assert cfg["scheduler"]["name"] == "onecycle"
+    assert {"data", "model", "optimizer", "trainer", "logger"} <= set(cfg)
+    assert not run.store.exists() and not (run.cwd / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_bad_value_in_a_real_process(cli):
+    run = cli["invalid"]
+    assert run.code == 2
+    assert run.out == ""
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith(f"{ERROR_PREFIX}scheduler='cosin'") and "cosine" in lines[0]
+    assert not run.store.exists() and not (run.cwd / "outputs").exists()
