@@ -1,16 +1,26 @@
-"""MLflow tracking that never makes training wait: ``MLflowTracker`` + ``RunTracking``."""
+"""MLflow tracking that never makes training wait: ``MLflowTracker`` + ``RunTracking``.
 
-from .callback import RunTracking, saved_run_id
-from .params import flatten_params, redact_value
-from .store import prepare_store, resolve_uri
-from .tracker import MLflowTracker
+Imported on first use, so the writer process (:mod:`.sink`) starts without Lightning.
+"""
 
-__all__ = [
-    "MLflowTracker",
-    "RunTracking",
-    "flatten_params",
-    "prepare_store",
-    "redact_value",
-    "resolve_uri",
-    "saved_run_id",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "MLflowTracker": ".tracker",
+    "RunTracking": ".callback",
+    "saved_run_id": ".callback",
+    "flatten_params": ".params",
+    "redact_value": ".params",
+    "prepare_store": ".store",
+    "resolve_uri": ".store",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

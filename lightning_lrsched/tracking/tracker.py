@@ -243,12 +243,10 @@ class MLflowTracker(Logger):
             run_id = self._run_id
             retrying(lambda: client.update_run(run_id, status="RUNNING"))
             self._skip_until = _last_steps(client, run_id)
-        run_id = self._run_id
-
-        def log_batch(batch: list[Any]) -> None:
-            client.log_batch(run_id, metrics=batch)
-
-        self._writer = MetricWriter(log_batch, flush_interval=self._flush_interval)
+        assert self._run_id is not None
+        self._writer = MetricWriter(
+            self.tracking_uri, self._run_id, flush_interval=self._flush_interval
+        )
         atexit.register(self._at_exit)
         _install_signal_flush(self)
 

@@ -1,42 +1,45 @@
-"""A background writer: the training loop hands over points, a thread writes them in batches.
+"""``MetricWriter``: the training loop hands over points; another process writes them.
 
 ``put`` only appends to a list under a lock (about a microsecond), so no optimizer step waits on
-the store, whatever its latency. The thread wakes every ``flush_interval`` seconds (or once
-``batch_size`` points are pending), converts values (tensors are turned into floats here, off
-the hot path) and writes batches of at most 1,000 metrics with ``log_batch``. A failed write is
-retried with backoff, keeping its points, until the store answers: an outage delays points, it
-does not lose them. Memory is bounded by ``max_pending`` points; beyond it the oldest are
-dropped and counted (``dropped``).
+the store, whatever its latency. A sender thread wakes every ``flush_interval`` seconds (or once
+``batch_size`` points are pending), turns the points into plain tuples (tensors become floats
+here, off the hot path) and passes them through a pipe to a writer process
+(:mod:`~lightning_lrsched.tracking.sink`), which writes batches of at most 1,000 metrics with
+``log_batch`` and retries through outages. The costly part of a write (MLflow's Python) so never
+competes with training for the interpreter lock. Memory is bounded by ``max_pending`` points
+waiting in this process; beyond it the oldest are dropped and counted (``dropped``).
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from .store import is_transient
-
-MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch
+from .sink import MAX_METRICS_PER_BATCH, receive, send
 
 
 class MetricWriter:
-    """Writes ``(key, value, step)`` points to one MLflow run from a daemon thread."""
+    """Writes ``(key, value, step)`` points to one MLflow run through a writer process."""
 
     def __init__(
         self,
-        log_batch: Callable[[list[Any]], None],
+        tracking_uri: str,
+        run_id: str,
         *,
         flush_interval: float = 1.0,
         batch_size: int = MAX_METRICS_PER_BATCH,
         max_pending: int = 5_000_000,
     ) -> None:
-        self._log_batch = log_batch
+        self.tracking_uri = tracking_uri
+        self.run_id = run_id
         self.flush_interval = flush_interval
-        self.batch_size = min(batch_size, MAX_METRICS_PER_BATCH)
+        self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: deque[tuple[int, int, Mapping[str, Any]]] = deque()
         self._pending_points = 0
@@ -45,11 +48,11 @@ class MetricWriter:
         self._idle = threading.Event()
         self._idle.set()
         self._closing = False
-        self.dropped = 0
-        self.written = 0
-        self.failures = 0
-        self.last_error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="lrsched-mlflow-writer", daemon=True)
+        self.dropped = 0  # points dropped here because too many were waiting
+        self.written = 0  # points the writer process has written
+        self.refused = 0  # points the store kept refusing (not a transient failure)
+        self._process: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._run, name="lrsched-mlflow-sender", daemon=True)
         self._thread.start()
 
     # -- the training loop's side ----------------------------------------------------------
@@ -69,69 +72,83 @@ class MetricWriter:
             self._wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written; False if ``timeout`` passed first."""
+        """Wait until everything queued so far is written; False if ``timeout`` passed first.
+        ``timeout=0`` only starts the writing."""
         self._wake.set()
         return self._idle.wait(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop the thread; True when everything was written."""
+        """Flush and let the writer process finish; True when everything was written."""
         done = self.flush(timeout)
         self._closing = True
         self._wake.set()
-        self._thread.join(timeout=0 if not done else 5)
+        if done:
+            self._thread.join(timeout=10)
         return done
 
     @property
     def pending(self) -> int:
         return self._pending_points
 
-    # -- the writer thread -----------------------------------------------------------------
-    def _take(self) -> list[tuple[int, int, Mapping[str, Any]]]:
+    # -- the sender thread -----------------------------------------------------------------
+    def _start_process(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lightning_lrsched.tracking.sink",
+                self.tracking_uri,
+                self.run_id,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+
+    def _take(self) -> list[tuple[str, float, int, int]]:
         with self._lock:
-            taken = list(self._pending)
+            rows = list(self._pending)
             self._pending.clear()
             self._pending_points = 0
-        return taken
+        return [
+            (key, _to_float(value), timestamp, step)
+            for step, timestamp, values in rows
+            for key, value in values.items()
+        ]
+
+    def _deliver(self, points: list[tuple[str, float, int, int]]) -> None:
+        """Hand points to the writer process and wait until it has written them."""
+        for _attempt in range(3):
+            process = self._process
+            if process is None or process.poll() is not None:
+                process = self._process = self._start_process()
+            try:
+                if points:
+                    send(process.stdin, ("points", points))
+                send(process.stdin, ("sync",))
+                reply = receive(process.stdout)
+            except (BrokenPipeError, OSError):
+                reply = None
+            if reply is not None:
+                _, self.written, self.refused = reply
+                return
+            self._process = None  # it died: start another one and hand the points over again
+            warnings.warn("the MLflow writer process stopped; restarting it", stacklevel=1)
+        raise RuntimeError("the MLflow writer process keeps failing")
 
     def _run(self) -> None:
-        from mlflow.entities import Metric
-
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
-            rows = self._take()
-            if rows:
-                metrics = [
-                    Metric(key, _to_float(value), timestamp, step)
-                    for step, timestamp, values in rows
-                    for key, value in values.items()
-                ]
-                for start in range(0, len(metrics), self.batch_size):
-                    self._write(metrics[start : start + self.batch_size])
+            points = self._take()
+            if points or not self._idle.is_set():
+                self._deliver(points)
             with self._lock:
                 if not self._pending:
                     self._idle.set()
             if self._closing and self._idle.is_set():
+                if self._process is not None and self._process.stdin is not None:
+                    self._process.stdin.close()  # the writer process ends after its last write
                 return
-
-    def _write(self, batch: list[Any]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                self._log_batch(batch)
-                self.written += len(batch)
-                return
-            except Exception as error:  # keep the points and try again: nothing is lost
-                self.failures += 1
-                self.last_error = error
-                if not is_transient(error) and self.failures > 20:
-                    warnings.warn(
-                        f"MLflow keeps refusing metrics ({error}); dropping a batch", stacklevel=1
-                    )
-                    self.dropped += len(batch)
-                    return
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
 
 def _to_float(value: Any) -> float:
