@@ -86,7 +86,7 @@ class MLflowLoggerConfig:
     experiment_name: str = "lightning-lrsched"
     run_name: str | None = None
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
-    tags: dict[str, Any] | None = None
+    tags: dict[str, Any] = field(default_factory=dict)
     flush_interval: float = 1.0
 
 
