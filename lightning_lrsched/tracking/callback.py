@@ -13,6 +13,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
 
 from .tracker import MLflowTracker
 
@@ -44,13 +45,19 @@ class RunTracking(Callback):
         return self.STATE_KEY
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        tracker = self._tracker = find_tracker(trainer)
+        self._tracker = find_tracker(trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resuming from a checkpoint: continue the run it was written under."""
+        run_id = state_dict.get("run_id")
+        if self._tracker is not None and run_id and rank_zero_only.rank == 0:
+            self._tracker.resume(run_id)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after the checkpoint is restored, before Lightning logs the hyperparameters
+        tracker = self._tracker
         if tracker is None:
             return
-        if trainer.is_global_zero and stage == "fit" and trainer.ckpt_path:
-            run_id = saved_run_id(trainer.ckpt_path)
-            if run_id is not None:
-                tracker.resume(run_id)
         run_id = tracker.run_id if trainer.is_global_zero else None
         tracker.adopt(trainer.strategy.broadcast(run_id, src=0))
         if trainer.is_global_zero:

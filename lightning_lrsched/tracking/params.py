@@ -41,16 +41,15 @@ def is_secret_key(key: str) -> bool:
 
 
 def flatten_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` → ``{"a/b": "1"}``; lists become their text; secrets are redacted."""
+    """``{"a": {"b": 1}}`` → ``{"a/b": "1"}``; lists become their text; secrets are redacted
+    (everything under a secret-named key, and secrets inside lists too)."""
     out: dict[str, str] = {}
-    for key, value in config.items():
+    for key, value in redact_config(config, prefix).items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping) and value:
             out.update(flatten_params(value, f"{name}/"))
-        elif is_secret_key(name) and value not in (None, ""):
-            out[name] = REDACTED
         else:
-            out[name] = redact_value(str(value))
+            out[name] = str(value)
     return out
 
 
@@ -61,19 +60,20 @@ def split_long(params: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     return short, long
 
 
-def redact_config(config: Any, path: str = "") -> Any:
-    """The same redaction, applied to a nested config kept as a document (the config artifact)."""
+def redact_config(config: Any, path: str = "", *, secret: bool = False) -> Any:
+    """The redaction applied to a nested config: every leaf under a secret-named key (at any
+    depth, inside lists too) is hidden, and credentials inside URIs in the other strings."""
     if isinstance(config, Mapping):
-        out = {}
-        for key, value in config.items():
-            secret = is_secret_key(f"{path}{key}") and value not in (None, "")
-            if secret and not isinstance(value, Mapping):
-                out[key] = REDACTED
-            else:
-                out[key] = redact_config(value, f"{path}{key}/")
-        return out
-    if isinstance(config, list):
-        return [redact_config(v, path) for v in config]
+        return {
+            key: redact_config(
+                value, f"{path}{key}/", secret=secret or is_secret_key(f"{path}{key}")
+            )
+            for key, value in config.items()
+        }
+    if isinstance(config, list | tuple):
+        return [redact_config(v, path, secret=secret) for v in config]
+    if secret and config not in (None, ""):
+        return REDACTED
     if isinstance(config, str):
         return redact_value(config)
     return config

@@ -61,6 +61,9 @@ class MLflowTracker(Logger):
         self._flush_interval = flush_interval
         self._lock = threading.RLock()
         self._finalized = False
+        self._started = False  # the run exists (created or reopened) on this rank
+        self._logged = False  # something was written to it
+        self._hooks_installed = False
         self._skip_until: dict[str, int] = {}  # after a resume: steps already in the store
         self.interrupted_by: str | None = None
 
@@ -71,7 +74,8 @@ class MLflowTracker(Logger):
 
     @property
     def version(self) -> str | None:
-        return self._run_id
+        """The run id (asking for it on rank zero creates the run, as Lightning expects)."""
+        return self.run_id if rank_zero_only.rank == 0 else self._run_id
 
     @property
     def save_dir(self) -> None:
@@ -103,16 +107,28 @@ class MLflowTracker(Logger):
         if rank_zero_only.rank != 0:  # other ranks only know the id RunTracking gave them
             return self._run_id  # type: ignore[return-value]
         with self._lock:
-            if self._writer is None:
+            if not self._started:
                 self._start_run()
             assert self._run_id is not None
             return self._run_id
 
     def resume(self, run_id: str) -> None:
-        """Continue ``run_id`` instead of creating a run (before anything was logged)."""
+        """Continue ``run_id`` instead of creating a run.
+
+        Lightning may have asked for the run (a checkpoint directory is named after it) before
+        a checkpoint's run id is known; if that run is still empty it is deleted and ``run_id``
+        continued instead.
+        """
         with self._lock:
-            if self._writer is not None and self._run_id != run_id:
-                raise RuntimeError("the tracker already logs to another run")
+            if self._run_id == run_id:
+                return
+            if self._started:
+                if self._logged:
+                    raise RuntimeError("the tracker already logged to another run")
+                empty = self._run_id
+                self._close_writer()
+                retrying(lambda: self.experiment.delete_run(empty))
+                self._started = False
             self._run_id = run_id
 
     def adopt(self, run_id: str) -> None:
@@ -122,15 +138,14 @@ class MLflowTracker(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self._finalized = False
-        if self._writer is None:
-            _ = self.run_id
-        assert self._writer is not None
+        self._logged = True
+        writer = self._writer or self._writer_for_run()
         step = int(step or 0)
         if self._skip_until:
             metrics = {k: v for k, v in metrics.items() if step > self._skip_until.get(k, -1)}
             if not metrics:
                 return
-        self._writer.put(dict(metrics), step)
+        writer.put(dict(metrics), step)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
@@ -143,6 +158,7 @@ class MLflowTracker(Logger):
         params = _plain(params)
         flat, long = split_long(flatten_params(params))
         run_id = self.run_id
+        self._logged = True
         client = self.experiment
         existing = retrying(lambda: client.get_run(run_id)).data.params
         fresh = [Param(k, v) for k, v in flat.items() if k not in existing]
@@ -187,15 +203,16 @@ class MLflowTracker(Logger):
     def finalize(self, status: str = "success") -> None:
         """Write everything, then mark the run FINISHED, FAILED or KILLED.
 
-        Lightning calls this after every stage (fit, then test), so the writer stays open and a
-        later stage's points still arrive. Lightning's SLURM requeue handler passes "finished"
-        for a preempted job: that, and a SIGTERM seen earlier, mark the run KILLED.
+        Lightning calls this after every stage (fit, then test): the writer process is closed
+        and a later stage's points start a new one for the same run. Lightning's SLURM requeue
+        handler passes "finished" for a preempted job: that, and a SIGTERM seen earlier, mark
+        the run KILLED.
         """
-        if self._writer is None:
+        if not self._started:
             return
         if self.interrupted_by is not None or status == "finished":
             status = "killed"
-        self._writer.flush(timeout=120)
+        self._close_writer(timeout=120)  # its process ends; a later stage starts another
         run_id = self._run_id
         state = _STATUS.get(status, "FAILED")
         retrying(lambda: self.experiment.set_terminated(run_id, state))
@@ -206,7 +223,10 @@ class MLflowTracker(Logger):
         self.flush(timeout=60)
         state = self.__dict__.copy()
         # the client, the writer thread and the lock stay here; the new process reopens the run
-        state.update(_client=None, _writer=None, _lock=None, _skip_until={})
+        state.update(
+            _client=None, _writer=None, _lock=None, _skip_until={}, _started=False,
+            _hooks_installed=False,
+        )  # fmt: skip
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -243,16 +263,33 @@ class MLflowTracker(Logger):
             run_id = self._run_id
             retrying(lambda: client.update_run(run_id, status="RUNNING"))
             self._skip_until = _last_steps(client, run_id)
-        assert self._run_id is not None
-        self._writer = MetricWriter(
-            self.tracking_uri, self._run_id, flush_interval=self._flush_interval
-        )
-        atexit.register(self._at_exit)
-        _install_signal_flush(self)
+        self._started = True
+        if not self._hooks_installed:
+            atexit.register(self._at_exit)
+            _install_signal_flush(self)
+            self._hooks_installed = True
+
+    def _writer_for_run(self) -> MetricWriter:
+        """The writer (started when first needed, again after a finalize closed it)."""
+        _ = self.run_id
+        if self._writer is None:
+            assert self._run_id is not None
+            self._writer = MetricWriter(
+                self.tracking_uri, self._run_id, flush_interval=self._flush_interval
+            )
+        return self._writer
+
+    def _close_writer(self, timeout: float | None = 120) -> bool:
+        writer, self._writer = self._writer, None
+        return True if writer is None else writer.close(timeout)
 
     def _at_exit(self) -> None:
-        if self._writer is not None and not self._finalized:
-            self._writer.flush(timeout=30)
+        """At interpreter exit (after a SIGTERM too): write what is queued, record the end."""
+        if self._writer is not None:
+            self._close_writer(timeout=30)
+        if self._started and not self._finalized and self.interrupted_by is not None:
+            run_id = self._run_id
+            retrying(lambda: self.experiment.set_terminated(run_id, "KILLED"), deadline=10)
 
 
 def _last_steps(client: Any, run_id: str) -> dict[str, int]:
@@ -277,21 +314,21 @@ def _plain(value: Any) -> Any:
 
 
 def _install_signal_flush(tracker: MLflowTracker) -> None:
-    """On SIGTERM: note it (the run ends KILLED), flush what is queued, then let the previous
-    handler act. Lightning wraps this handler in its own during ``fit`` and stops gracefully;
-    alone (a plain loop), the process then terminates as SIGTERM's default would."""
+    """On SIGTERM: note it (the run ends KILLED) and start writing what is queued, then let the
+    previous handler act. Lightning wraps this handler in its own during ``fit`` and stops
+    gracefully (its ``finalize`` writes the rest). Alone, in a plain loop, the process exits as
+    SIGTERM asks, through ``SystemExit``, so the exit handler writes the rest: nothing is
+    waited for inside the signal handler, which may have interrupted the writer's own lock."""
     if threading.current_thread() is not threading.main_thread():
         return
     previous = signal.getsignal(signal.SIGTERM)
 
     def handler(number: int, frame: Any) -> None:
         tracker.interrupted_by = signal.Signals(number).name
-        tracker.flush(timeout=10)
+        tracker.flush(timeout=0)
         if callable(previous):
             previous(number, frame)
         elif signal.getsignal(signal.SIGTERM) is handler and previous != signal.SIG_IGN:
-            tracker.finalize("killed")
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGTERM)
+            raise SystemExit(128 + number)
 
     signal.signal(signal.SIGTERM, handler)
