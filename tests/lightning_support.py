@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning.pytorch as pl
 import torch
 from torch import nn
@@ -85,3 +87,18 @@ def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
     )
     options.update(kwargs)
     return pl.Trainer(callbacks=list(callbacks), **options)
+
+
+# A launcher's variables in the test's own environment would make Lightning think a DDP script
+# is one rank of someone else's job instead of launching its other ranks itself.
+DIST_VARS = (
+    "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR", "MASTER_PORT", "PL_GLOBAL_SEED",
+)  # fmt: skip
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a training subprocess: no launcher variables, one torch thread."""
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env["OMP_NUM_THREADS"] = "1"
+    return env

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning_support import subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -128,26 +129,11 @@ COSINE = {
 
 CASES = {case["name"]: case for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE)}
 
-# A launcher's variables in the test's own environment would make Lightning think it is one
-# rank of someone else's job instead of launching rank 1 itself.
-DIST_VARS = (
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "PL_GLOBAL_SEED",
-)
-
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-    env["OMP_NUM_THREADS"] = "1"
+    env = subprocess_env()
     command = [sys.executable, str(SCRIPT), str(out), json.dumps(list(CASES.values()))]
     # Own session, so that on a hang the launcher and the rank it started are killed together.
     proc = subprocess.Popen(

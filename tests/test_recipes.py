@@ -55,12 +55,6 @@ def rel(path: Path) -> str:
     return str(path.relative_to(RECIPES))
 
 
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One MNIST-1D cache for the session (generated on first use), never ~/.cache."""
-    return tmp_path_factory.mktemp("lrsched-cache")
-
-
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_cache: Path) -> Iterator[None]:
     """Each test in its own cwd and MLflow store."""

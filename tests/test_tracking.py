@@ -44,7 +44,7 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning_support import RateRecorder, trainer
+from lightning_support import RateRecorder, subprocess_env, trainer
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from tracking_script import COSINE, OPTIMIZER, TrackedModule
@@ -65,20 +65,6 @@ STEP_KEYS = [
 ]
 FLUSH_INTERVAL = 1.0  # MLflowTracker's default: the most a SIGKILL may lose
 WRITE_SLACK = 0.5  # time for the writer to write one interval's points (SQLite, loaded CI)
-
-# A launcher's variables in the test's own environment would make Lightning think the DDP
-# script is one rank of someone else's job.
-DIST_VARS = (
-    "LOCAL_RANK",
-    "NODE_RANK",
-    "GROUP_RANK",
-    "RANK",
-    "WORLD_SIZE",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "PL_GLOBAL_SEED",
-)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -127,7 +113,7 @@ def make_trainer(root: Path, callbacks, **kwargs) -> pl.Trainer:
 
 
 def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env = subprocess_env()
     env.pop("MLFLOW_TRACKING_URI", None)
     env["OMP_NUM_THREADS"] = "1"
     return env

@@ -65,12 +65,6 @@ ERROR_PREFIX = "lrsched train: error: "
 # -- shared helpers ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One MNIST-1D cache for the session (generated on first use), never ~/.cache."""
-    return tmp_path_factory.mktemp("lrsched-cache")
-
-
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_cache: Path) -> Iterator[None]:
     """Each test in its own cwd and MLflow store; Hydra's singletons left as found."""
