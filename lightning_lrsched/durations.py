@@ -18,7 +18,7 @@ import math
 import re
 from fractions import Fraction
 
-from .errors import ConfigError
+from .errors import ConfigError, HorizonError
 
 Duration = int | str
 
@@ -66,7 +66,7 @@ def resolve_duration(
             if amount > 100:
                 raise ConfigError(key, value, "a percentage must be between 0% and 100%")
             if total_steps is None:
-                raise ConfigError(
+                raise HorizonError(
                     key, value, "a percentage needs total_steps; pass total_steps= or use steps"
                 )
             steps = math.ceil(amount * total_steps / 100)

@@ -20,6 +20,10 @@ class ConfigError(ValueError):
         super().__init__(f"{key}={value!r}: {allowed}")
 
 
+class HorizonError(ConfigError):
+    """A value that needs the number of training steps when the run has none."""
+
+
 def blamed_key(options: dict[str, Any], message: str) -> str | None:
     """The option a library's error message is about: one it names, else one whose value it
     quotes (so that our one-line error can name the key)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .durations import resolve_duration
-from .errors import ConfigError
+from .errors import ConfigError, HorizonError
 
 REQUIRED: Any = object()
 
@@ -113,7 +113,7 @@ class Params:
         value = self.raw(key, _REST if default is None else default)
         if value is _REST:
             if self.ctx.rest is None:
-                raise ConfigError(
+                raise HorizonError(
                     self.key(key),
                     None,
                     "defaults to the rest of training, which is unknown here; "

@@ -23,7 +23,6 @@ from .registry import build_scheduler
 
 # what the training task logs (a plateau monitor must be one of them)
 TASK_METRICS = ("train_loss", "val_loss", "val_acc")
-DEFAULT_STORE = "sqlite:///mlflow.db"
 
 
 @dataclass
@@ -125,19 +124,16 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
 
 
 def tracking_uri(logger: dict[str, Any] | None) -> str | None:
-    """The MLflow store: the config's, else ``$MLFLOW_TRACKING_URI``, else SQLite in the cwd."""
+    """The MLflow store of an MLflow logger config (see :func:`tracking.store.resolve_uri`)."""
     target = str((logger or {}).get("_target_", ""))
     if "MLFlowLogger" not in target and "MLflowTracker" not in target:
         return None
-    uri = logger.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_STORE
-    scheme = uri.split(":", 1)[0] if ":" in uri else ""
-    if scheme not in ("sqlite", "http", "https", "postgresql", "mysql", "databricks", "file"):
-        raise ConfigError(
-            "logger.tracking_uri", uri, "must be a store URI: sqlite:///path.db or http://host:port"
-        )
-    if uri == DEFAULT_STORE:
-        uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    return uri
+    from .tracking.store import resolve_uri
+
+    try:
+        return resolve_uri(logger.get("tracking_uri"))
+    except ConfigError as err:
+        raise ConfigError(f"logger.{err.key}", err.value, err.allowed) from None
 
 
 def check_config(cfg: DictConfig) -> Checked:

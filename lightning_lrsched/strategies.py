@@ -10,7 +10,7 @@ from typing import Any
 
 from .compose import Chain, Phases
 from .durations import is_duration_text, resolve_duration
-from .errors import ConfigError
+from .errors import ConfigError, HorizonError
 from .params import Params
 from .passthrough import TorchSchedulerSource, import_scheduler_class
 from .plateau import PlateauController
@@ -104,7 +104,7 @@ def _cosine_restarts(p: Params) -> CosineRestarts | CosineCycles:
     if p.has("T_mult") and p.raw("T_mult") != 1:
         raise ConfigError(p.key("T_mult"), p.raw("T_mult"), "needs T_0 (the first cycle's length)")
     if p.ctx.rest is None:
-        raise ConfigError(
+        raise HorizonError(
             p.key("T_0"), None, "is required when the number of training steps is unknown"
         )
     return CosineCycles(
@@ -228,7 +228,7 @@ def _wsd(p: Params) -> WarmupStableDecay:
     if p.has("num_stable_steps"):
         stable = p.duration("num_stable_steps", allow_zero=True)
     elif p.ctx.rest is None:
-        raise ConfigError(
+        raise HorizonError(
             p.key("num_stable_steps"),
             None,
             "is required when the number of training steps is unknown",

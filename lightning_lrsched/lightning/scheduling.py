@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from ..adapter import ScheduleLR
-from ..errors import ConfigError
+from ..errors import ConfigError, HorizonError
 from ..registry import build_scheduler
 from .trainer_info import scale_base_rates, training_horizon
 
@@ -37,10 +37,9 @@ def schedule_for_trainer(
             steps_per_epoch=per_epoch,
             on_plan_change=on_plan_change,
         )
-    except ConfigError as err:
-        horizon_words = ("total_steps", "rest of training", "training steps is unknown")
-        if total is None and any(words in err.allowed for words in horizon_words):
-            raise ConfigError(
+    except HorizonError as err:
+        if total is None:
+            raise HorizonError(
                 err.key,
                 err.value,
                 "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
