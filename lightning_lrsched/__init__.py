@@ -22,7 +22,7 @@ _LAZY = {
     "ScheduleLR": ".adapter",
     "configure_optimizers": ".lightning.helper",
 }
-_SUBMODULES = ("callbacks", "lightning", "tasks", "config")
+_SUBMODULES = ("callbacks", "lightning", "tasks", "app")
 
 __all__ = [
     "STRATEGIES",

@@ -9,9 +9,9 @@ from typing import Any
 from torch.optim import Optimizer
 
 from .adapter import ScheduleLR, momentum_kind
-from .compose import WARMUP_SHAPES, Warmup
 from .errors import ConfigError
 from .params import Context, Params
+from .schedules.compose import WARMUP_SHAPES, Warmup
 
 
 @dataclass(frozen=True)

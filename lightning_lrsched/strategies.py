@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compose import Chain, Phases
 from .durations import is_duration_text, resolve_duration
 from .errors import ConfigError, HorizonError
 from .params import Params
-from .passthrough import TorchSchedulerSource, import_scheduler_class
-from .plateau import PlateauController
 from .registry import resolve, strategy
+from .schedules.compose import Chain, Phases
 from .schedules.cosine import Cosine, CosineCycles, CosineRestarts, WarmupStableDecay
 from .schedules.cyclic import Cyclic, OneCycle
 from .schedules.decay import (
@@ -26,6 +24,8 @@ from .schedules.decay import (
     Polynomial,
     Step,
 )
+from .schedules.passthrough import TorchSchedulerSource, import_scheduler_class
+from .schedules.plateau import PlateauController
 
 
 @strategy("constant", "the base rate throughout (with warmup: HF constant_with_warmup)", "-")

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from lightning_lrsched import STRATEGIES, build_scheduler
-from lightning_lrsched.cli import draw, main, parse_value
-from lightning_lrsched.plan import plan_rates
+from lightning_lrsched.app.cli import draw, main, parse_value
+from lightning_lrsched.preview import plan_rates
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

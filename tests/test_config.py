@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lightning_lrsched import build_scheduler
-from lightning_lrsched.config.schedulers import SCHEDULER_SCHEMAS
+from lightning_lrsched.app.schemas.schedulers import SCHEDULER_SCHEMAS
 
 # values for the parameters a schema leaves required
 REQUIRED = {

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from lightning_lrsched.config import register_configs
-from lightning_lrsched.hydra_checks import precheck
-from lightning_lrsched.train import CONFIG_PATH
+from lightning_lrsched.app.precheck import precheck
+from lightning_lrsched.app.schemas import register_configs
+from lightning_lrsched.app.train import CONFIG_PATH
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -101,9 +101,9 @@ def run_bash(
 
 def train_overrides(call: list[str]) -> list[str] | None:
     """The overrides of a call that runs ``lrsched train`` (directly, under srun, or as the
-    module ``lightning_lrsched.train`` under torchrun or python); None for other calls."""
+    module ``lightning_lrsched.app.train`` under torchrun or python); None for other calls."""
     for i in range(len(call) - 1):
-        if (call[i], call[i + 1]) in (("lrsched", "train"), ("-m", "lightning_lrsched.train")):
+        if (call[i], call[i + 1]) in (("lrsched", "train"), ("-m", "lightning_lrsched.app.train")):
             return call[i + 2 :]
     return None
 
@@ -283,7 +283,7 @@ def test_compare_reads_the_runs_and_draws_them(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     sweep = subprocess.run(
         [
-            sys.executable, "-m", "lightning_lrsched.train", "-m",
+            sys.executable, "-m", "lightning_lrsched.app.train", "-m",
             "scheduler=constant,cosine", "logger.experiment_name=compare-schedulers",
             "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
         ],

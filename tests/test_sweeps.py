@@ -1,4 +1,4 @@
-"""Hydra sweeps and DDP through the real command (``python -m lightning_lrsched.train``).
+"""Hydra sweeps and DDP through the real command (``python -m lightning_lrsched.app.train``).
 
 Every test runs the app as a subprocess in its own empty directory, with
 ``MLFLOW_TRACKING_URI`` unset, so the runs land in the default store ``sqlite:///mlflow.db``
@@ -36,7 +36,7 @@ def train(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     env.pop("MLFLOW_TRACKING_URI", None)
     result = subprocess.run(
-        [sys.executable, "-m", "lightning_lrsched.train", *args],
+        [sys.executable, "-m", "lightning_lrsched.app.train", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

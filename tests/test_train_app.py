@@ -1,4 +1,4 @@
-"""The Hydra training app: ``lrsched train`` (also ``python -m lightning_lrsched.train``).
+"""The Hydra training app: ``lrsched train`` (also ``python -m lightning_lrsched.app.train``).
 
 Three layers, cheapest first:
 
@@ -38,11 +38,11 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lightning_lrsched import STRATEGIES, build_scheduler
-from lightning_lrsched.config import register_configs
-from lightning_lrsched.hydra_checks import precheck
+from lightning_lrsched.app.precheck import precheck
+from lightning_lrsched.app.run import check_config
+from lightning_lrsched.app.schemas import register_configs
+from lightning_lrsched.app.train import CONFIG_PATH, main
 from lightning_lrsched.lightning.optimizers import build_optimizer
-from lightning_lrsched.run import check_config
-from lightning_lrsched.train import CONFIG_PATH, main
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONFIG_PATH)
@@ -413,7 +413,13 @@ def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
             {},
         ),
         "csv": (
-            [sys.executable, "-m", "lightning_lrsched.train", "logger=csv", "trainer.max_epochs=2"],
+            [
+                sys.executable,
+                "-m",
+                "lightning_lrsched.app.train",
+                "logger=csv",
+                "trainer.max_epochs=2",
+            ],
             {},
         ),
         "plateau": (

@@ -17,7 +17,7 @@ from __future__ import annotations
 from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
-from lightning_lrsched.config import register_configs
+from lightning_lrsched.app.schemas import register_configs
 
 
 class LRSchedSearchPathPlugin(SearchPathPlugin):

@@ -28,7 +28,7 @@ torchrun \
   --rdzv-backend=c10d \
   --rdzv-endpoint=$MASTER_ADDR:$MASTER_PORT \
   --rdzv-id=$RUN_ID \
-  -m lightning_lrsched.train \
+  -m lightning_lrsched.app.train \
   experiment=mnist1d_cnn \
   trainer=ddp \
   trainer.num_nodes=2 \

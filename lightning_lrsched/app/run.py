@@ -16,10 +16,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError, blamed_key
-from .lightning.optimizers import build_optimizer
-from .lightning.trainer_info import lr_scale
-from .registry import build_scheduler
+from ..errors import ConfigError, blamed_key
+from ..lightning.optimizers import build_optimizer
+from ..lightning.trainer_info import lr_scale
+from ..registry import build_scheduler
 
 # what the training task logs (a plateau monitor must be one of them)
 TASK_METRICS = ("train_loss", "val_loss", "val_acc")
@@ -128,7 +128,7 @@ def tracking_uri(logger: dict[str, Any] | None) -> str | None:
     target = str((logger or {}).get("_target_", ""))
     if "MLFlowLogger" not in target and "MLflowTracker" not in target:
         return None
-    from .tracking.store import resolve_uri
+    from ..tracking.store import resolve_uri
 
     try:
         return resolve_uri(logger.get("tracking_uri"))
@@ -190,7 +190,7 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     """Train (and test), print where the run is tracked; return the final validation accuracy."""
     import lightning.pytorch as pl
 
-    from .tasks.models import Classifier
+    from ..tasks.models import Classifier
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)  # data order etc.
@@ -200,7 +200,7 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
         if checked.tracking_uri:
             extra["tracking_uri"] = checked.tracking_uri
             if plain.get("ckpt_path"):  # continue the run the checkpoint was written under
-                from .tracking import saved_run_id
+                from ..tracking import saved_run_id
 
                 extra["run_id"] = saved_run_id(plain["ckpt_path"])
         if "save_dir" in plain["logger"] and not plain["logger"]["save_dir"]:

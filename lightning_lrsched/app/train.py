@@ -1,4 +1,4 @@
-"""``lrsched train`` (also ``python -m lightning_lrsched.train``): the Hydra training app.
+"""``lrsched train`` (also ``python -m lightning_lrsched.app.train``): the Hydra training app.
 
 Composes ``conf/lrsched/train.yaml`` with the command-line overrides, checks every value before
 anything runs (a bad value is one line naming the key and what is allowed, exit code 2, and no
@@ -16,11 +16,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from .config import register_configs
-from .errors import ConfigError
+from ..errors import ConfigError
 from .run import check_config, train_and_report
+from .schemas import register_configs
 
-CONFIG_PATH = str(Path(__file__).parent / "conf" / "lrsched")
+CONFIG_PATH = str(Path(__file__).parent.parent / "conf" / "lrsched")
 
 
 def _fail(message: str) -> None:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, *, launch_argv: list[str] | None = None)
     register_configs()
     argv = list(sys.argv[1:] if argv is None else argv)
     _LAUNCH_ARGV[:] = list(sys.argv) if launch_argv is None else launch_argv
-    from .hydra_checks import precheck
+    from .precheck import precheck
 
     problem = precheck(CONFIG_PATH, argv)
     if problem is not None:

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 MAX_COMBINATIONS = 64
 # Hydra flags after which this check steps aside and lets Hydra answer (help, config printing).
@@ -84,7 +84,7 @@ def unknown_key_message(key: str, schema_name: str) -> str:
     import dataclasses
     import difflib
 
-    from .config import schema_by_class_name
+    from .schemas import schema_by_class_name
 
     schema = schema_by_class_name(schema_name)
     if schema is None:

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
-from .compose import WARMUP_SHAPES
-from .errors import ConfigError
-from .plan import OPTIMIZERS, Plan, plan_rates
-from .registry import STRATEGIES
+from ..errors import ConfigError
+from ..preview import OPTIMIZERS, Plan, plan_rates
+from ..registry import STRATEGIES
+from ..schedules.compose import WARMUP_SHAPES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from .schedules.base import Evaluate, Schedule, bind
+from .base import Evaluate, Schedule, bind
 
 WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
 

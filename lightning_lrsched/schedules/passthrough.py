@@ -20,7 +20,7 @@ _GROUP_SKIP = ("params",)
 
 def import_scheduler_class(target: Any, key: str) -> type:
     """Resolve ``_target_`` (a class or ``"package.module.Class"``) to an LRScheduler class."""
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     cls = target
     if isinstance(target, str):

@@ -1,0 +1,1 @@
+"""The ``lrsched`` command and its Hydra training app (the layer above the library)."""
