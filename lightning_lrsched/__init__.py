@@ -13,12 +13,13 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .adapter import ScheduleLR
+    from .build import build_scheduler
     from .lightning.helper import configure_optimizers
-    from .registry import STRATEGIES, build_scheduler
+    from .registry import STRATEGIES
 
 _LAZY = {
     "STRATEGIES": ".registry",
-    "build_scheduler": ".registry",
+    "build_scheduler": ".build",
     "ScheduleLR": ".adapter",
     "configure_optimizers": ".lightning.helper",
 }

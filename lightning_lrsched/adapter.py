@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +21,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .errors import ConfigError
-from .schedules.base import ScaledSchedule, bind
+from .schedules.base import MetricDriven, RateSource, Stateful
+from .schedules.compose import Warmup
 
 STATE_FORMAT = "lightning_lrsched.schedule/1"
 
@@ -41,19 +43,31 @@ def fingerprint(description: dict[str, Any]) -> str:
 
 
 PLAN_CHANGES = ("error", "continue")
+# torch's own words (LRScheduler.step), so that users recognise the mistake it names
+STEP_ORDER_WARNING = (
+    "Detected call of `lr_scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and "
+    "later, you should call them in the opposite order: `optimizer.step()` before "
+    "`lr_scheduler.step()`.  Failure to do this will result in PyTorch skipping the first value "
+    "of the learning rate schedule. See more details at "
+    "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+)
 
 
 class ScheduleLR(LRScheduler):
-    """Drives an optimizer's param groups from a closed-form schedule.
+    """Drives an optimizer's param groups from a rate source (a closed-form schedule, the
+    plateau controller, a torch scheduler), behind torch's ``LRScheduler`` contract.
 
     Torch's convention: right after construction the groups hold the rates of step 0 and
-    ``get_last_lr()`` returns them; after ``k`` calls of :meth:`step` they hold step ``k``.
-    Base rates are the groups' ``lr`` at construction; nothing is written into the groups
-    except ``lr`` and (for schedules that cycle it) ``momentum`` or ``betas[0]``.
+    ``get_last_lr()`` returns them; after ``k`` calls of :meth:`step` they hold step ``k``
+    (``last_epoch == k``, ``_step_count == k + 1``). Torch's own constructor runs (it wraps
+    ``optimizer.step`` and takes the first step), and ``step()`` called before the optimizer's
+    first ``step()`` warns as torch's schedulers do. Base rates are the groups' ``lr`` at
+    construction; nothing is written into the groups except ``lr`` and (for sources that cycle
+    it) ``momentum`` or ``betas[0]``: the ``initial_lr`` key torch's constructor adds is removed.
 
-    For ``plateau``, ``step(metric)`` reports a monitored value (as with torch's
-    ``ReduceLROnPlateau``) while ``step()`` advances one optimizer step (it matters during the
-    warmup); values reported during the warmup are ignored.
+    For a metric-driven source (``plateau``), ``step(metric)`` reports a monitored value (as
+    with torch's ``ReduceLROnPlateau``) while ``step()`` advances one optimizer step (it matters
+    during the warmup); values reported during the warmup are ignored.
 
     ``replan(offset, anchor_lrs)`` rebuilds the configured strategy for the steps after
     ``offset``, starting from ``anchor_lrs``; with ``on_plan_change="continue"`` it is how state
@@ -63,14 +77,11 @@ class ScheduleLR(LRScheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        schedule: Any,
+        schedule: RateSource,
         *,
-        stateful: Any = None,
-        replan: Callable[[int, list[float]], tuple[Any, Any]] | None = None,
+        replan: Callable[[int, list[float]], RateSource] | None = None,
         on_plan_change: str = "error",
     ) -> None:
-        # LRScheduler.__init__ is not called on purpose: it writes ``initial_lr`` into every
-        # group and steps once through the recursive machinery this class replaces.
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         if on_plan_change not in PLAN_CHANGES:
@@ -79,17 +90,26 @@ class ScheduleLR(LRScheduler):
         self.replan = replan
         self.on_plan_change = on_plan_change
         groups = optimizer.param_groups
-        self.base_lrs: list[float] = [float(group["lr"]) for group in groups]
+        base_lrs = [float(group["lr"]) for group in groups]
         self._tensor_lrs = any(isinstance(group["lr"], Tensor) for group in groups)
         self.offset = 0  # > 0 once a changed plan took over at that step
-        self.last_epoch = 0
-        self._step_count = 1
-        self._set_plan(schedule, stateful)
-        self._apply()
+        self._set_plan(schedule, base_lrs)
+        self._optimizer_stepped = False
+        self._first_step_hook = optimizer.register_step_post_hook(self._saw_optimizer_step)
+        had_initial_lr = ["initial_lr" in group for group in groups]
+        # torch's constructor: wraps optimizer.step, sets last_epoch and _step_count, and takes
+        # the first step (ours, which writes the rates of step 0)
+        super().__init__(optimizer)
+        self.base_lrs = base_lrs  # torch took them from "initial_lr", which may predate us
+        for group, had in zip(groups, had_initial_lr, strict=True):
+            if not had:
+                group.pop("initial_lr", None)
 
-    def _set_plan(self, schedule: Any, stateful: Any) -> None:
+    def _set_plan(self, schedule: RateSource, base_lrs: list[float]) -> None:
+        self.base_lrs = base_lrs
         self.schedule = schedule
-        self.stateful = stateful
+        source = schedule.inner if isinstance(schedule, Warmup) else schedule
+        self.stateful: Stateful | None = source if isinstance(source, Stateful) else None
         kind = momentum_kind(self.optimizer) if schedule.cycles_momentum else None
         self._momentum_kind = kind
         self.base_momenta: list[float] | None = None
@@ -99,17 +119,27 @@ class ScheduleLR(LRScheduler):
             ]
         self.description: dict[str, Any] = schedule.describe()
         self.fingerprint = fingerprint({"plan": self.description, "offset": self.offset})
-        self._bind()
+        self._evaluate = schedule.bind(tuple(base_lrs))
+
+    @property
+    def controller(self) -> MetricDriven | None:
+        """The metric-driven source (reduce-on-plateau) behind the warmup, or None."""
+        return self.stateful if isinstance(self.stateful, MetricDriven) else None
 
     @property
     def is_plateau(self) -> bool:
         """True when the rates after the warmup come from a metric-driven controller."""
-        return hasattr(self.stateful, "update")
+        return self.controller is not None
 
     @property
     def monitor(self) -> str | None:
         """The metric a plateau schedule watches (None for other schedules)."""
-        return self.stateful.monitor if self.is_plateau else None
+        controller = self.controller
+        return None if controller is None else controller.monitor
+
+    def _saw_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        self._optimizer_stepped = True
+        self._first_step_hook.remove()  # only the first optimizer step matters (torch's check)
 
     def step(self, metrics: Any = None, epoch: int | None = None) -> None:  # type: ignore[override]
         """Advance one optimizer step and write that step's rates (plateau: see the class doc)."""
@@ -121,17 +151,20 @@ class ScheduleLR(LRScheduler):
         if metrics is not None:
             self.observe(metrics)
             return
-        self.last_epoch += 1
+        if self._step_count == 1 and not self._optimizer_stepped:
+            warnings.warn(STEP_ORDER_WARNING, UserWarning, stacklevel=2)
         self._step_count += 1
+        self.last_epoch += 1
         self._apply()
 
     def observe(self, metric: Any) -> None:
         """Feed one monitored value to the plateau controller and apply its decision."""
-        if not self.is_plateau:
+        controller = self.controller
+        if controller is None:
             raise TypeError(f"a {self.description['kind']} schedule does not take metrics")
-        warmup_steps = getattr(self.schedule, "steps", 0) if self.offset == 0 else 0
-        if self.last_epoch >= warmup_steps:
-            self.stateful.update(float(metric))
+        warmup_steps = self.schedule.steps if isinstance(self.schedule, Warmup) else 0
+        if self.last_epoch >= (warmup_steps if self.offset == 0 else 0):
+            controller.update(float(metric))
             self._apply()
 
     def planned_rates(self, steps: int) -> list[list[float]] | None:
@@ -139,24 +172,18 @@ class ScheduleLR(LRScheduler):
         on a torch scheduler's own state, which cannot be evaluated ahead)."""
         if self.stateful is not None:
             return None
-        evaluate = bind(self.schedule, tuple(self.base_lrs))
+        evaluate = self.schedule.bind(tuple(self.base_lrs))
         return [
             self.base_lrs if step < self.offset else evaluate(step - self.offset)[0]
             for step in range(steps)
         ]
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
+        """The rates of the current step (``get_last_lr()`` is what was last written)."""
         return self._evaluate(self.last_epoch - self.offset)[0]
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
-        if self._last_lr is None:  # the scaling fast path builds the list only when asked
-            self._last_lr = [base * self._last_factor for base in self.base_lrs]
         return self._last_lr
-
-    def _bind(self) -> None:
-        self._evaluate = bind(self.schedule, tuple(self.base_lrs))
-        scaling_only = isinstance(self.schedule, ScaledSchedule) and not self._tensor_lrs
-        self._factor = self.schedule.factor if scaling_only else None
 
     def _apply(self) -> None:
         groups = self.optimizer.param_groups
@@ -165,15 +192,7 @@ class ScheduleLR(LRScheduler):
                 f"the optimizer has {len(groups)} param groups but the scheduler was built for "
                 f"{len(self.base_lrs)}; build the scheduler after adding param groups"
             )
-        step = self.last_epoch - self.offset
-        if self._factor is not None:
-            # One factor for every group: write base * factor directly (the cheapest step).
-            factor = self._last_factor = self._factor(step)
-            for group, base in zip(groups, self.base_lrs, strict=False):
-                group["lr"] = base * factor
-            self._last_lr = None
-            return
-        lrs, momenta = self._evaluate(step)
+        lrs, momenta = self._evaluate(self.last_epoch - self.offset)
         self._last_lr = lrs
         kind = self._momentum_kind
         if self._tensor_lrs:
@@ -248,7 +267,7 @@ class ScheduleLR(LRScheduler):
                 self.base_momenta = [float(m) for m in state["base_momenta"]]
             if self.stateful is not None:
                 self.stateful.load_state_dict(state["controller"])
-            self._bind()
+            self._evaluate = self.schedule.bind(tuple(self.base_lrs))
         self.last_epoch = step
         self._step_count = step + 1
         self._apply()
@@ -257,10 +276,9 @@ class ScheduleLR(LRScheduler):
         """Let the configured plan run from step ``offset`` on, starting at ``anchor_lrs``."""
         if self.replan is None:
             raise ValueError("this scheduler cannot change its plan: it was built without one")
-        schedule, stateful = self.replan(offset, anchor_lrs)
+        schedule = self.replan(offset, anchor_lrs)
         self.offset = offset
-        self.base_lrs = list(anchor_lrs)
-        self._set_plan(schedule, stateful)
+        self._set_plan(schedule, list(anchor_lrs))
 
 
 def _write_slowly(

@@ -13,8 +13,9 @@ from typing import Any
 import torch
 from torch.optim import SGD, AdamW, Optimizer
 
+from .build import build_scheduler
 from .errors import ConfigError
-from .registry import build_scheduler, to_mapping
+from .registry import to_mapping
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -74,6 +75,7 @@ def plan_rates(
     momenta: list[float] = []
     for step in range(total_steps):
         if step:
+            opt.step()  # no gradients: moves nothing, but keeps torch's step order
             scheduler.step()
         lrs.append(float(scheduler.get_last_lr()[0]))
         if track_momentum:

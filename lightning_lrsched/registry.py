@@ -1,43 +1,31 @@
-"""Strategy names → builders, config validation, and :func:`build_scheduler`."""
+"""Strategy names → strategy classes, and resolving a config into a rate source.
+
+A strategy registers itself with :func:`register` where it is declared
+(:mod:`lightning_lrsched.schedules`); :func:`resolve` validates a config against that
+declaration and adds the warmup prefix every strategy takes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from torch.optim import Optimizer
-
-from .adapter import ScheduleLR, momentum_kind
 from .errors import ConfigError
-from .params import Context, Params
-from .schedules.compose import WARMUP_SHAPES, Warmup
+from .spec import COMMON_PARAMS, Context, Reader
+
+if TYPE_CHECKING:
+    from .schedules.base import RateSource
+
+STRATEGIES: dict[str, type] = {}  # name -> strategy class, in registration order
+T = TypeVar("T", bound=type)
 
 
-@dataclass(frozen=True)
-class Strategy:
-    """One entry of the registry: how ``name`` is documented and built."""
-
-    name: str
-    summary: str
-    parameters: str
-    build: Callable[[Params], Any]
-    top_level_only: bool = False  # stateful (plateau, torch): not inside sequence or chain
-
-
-STRATEGIES: dict[str, Strategy] = {}
-
-
-def strategy(
-    name: str, summary: str, parameters: str, *, top_level_only: bool = False
-) -> Callable[[Callable[[Params], Any]], Callable[[Params], Any]]:
-    """Register a builder under ``name``."""
-
-    def register(build: Callable[[Params], Any]) -> Callable[[Params], Any]:
-        STRATEGIES[name] = Strategy(name, summary, parameters, build, top_level_only)
-        return build
-
-    return register
+def register(cls: T) -> T:
+    """Make ``cls`` (a :class:`~lightning_lrsched.schedules.base.Strategy`) available by name."""
+    if cls.name in STRATEGIES:
+        raise ValueError(f"strategy {cls.name!r} is registered twice")
+    STRATEGIES[cls.name] = cls
+    return cls
 
 
 def to_mapping(config: Any, key: str) -> dict[str, Any]:
@@ -55,106 +43,42 @@ def to_mapping(config: Any, key: str) -> dict[str, Any]:
     return dict(config)
 
 
-def resolve(config: Any, ctx: Context, path: str = "scheduler", *, top: bool = True) -> Any:
-    """Validate ``config`` and resolve it into a schedule (wrapped in its warmup prefix)."""
+def resolve(config: Any, ctx: Context, path: str = "scheduler", *, top: bool = True) -> RateSource:
+    """Validate ``config`` and resolve it into a rate source (behind its warmup prefix)."""
+    from .schedules.compose import Warmup
+
     config = to_mapping(config, path)
     name = config.get("name")
     if name not in STRATEGIES:
         raise ConfigError(f"{path}.name", name, f"unknown strategy; known: {', '.join(STRATEGIES)}")
-    entry = STRATEGIES[name]
-    if entry.top_level_only and not top:
+    strategy = STRATEGIES[name]
+    if not strategy.nestable and not top:
         raise ConfigError(
             f"{path}.name", name, "cannot be nested in sequence or chain; use it at the top level"
         )
-    params = Params(config, path, ctx)
-    warmup = params.duration("warmup", 0, allow_zero=True)
+    common = Reader(_Common, config, path, ctx, open_keys=True)
+    warmup = common["warmup"]
     if ctx.rest is not None and warmup >= ctx.rest:
-        raise ConfigError(
-            params.key("warmup"),
-            config["warmup"],
-            f"must be shorter than the {ctx.rest} steps it applies to",
-        )
-    params.ctx = ctx.with_rest(None if ctx.rest is None else ctx.rest - warmup, warmup)
-    inner = entry.build(params)
-    start_factor = params.number(
-        "warmup_start_factor", getattr(inner, "warmup_start_default", 0.0), ge=0.0, le=1.0
-    )
-    shape = params.choice("warmup_type", "linear", WARMUP_SHAPES)
-    params.finish()
+        raise common.error("warmup", f"must be shorter than the {ctx.rest} steps it applies to")
+    inner_ctx = ctx.with_rest(None if ctx.rest is None else ctx.rest - warmup, warmup)
+    read = Reader(strategy, config, path, inner_ctx, open_keys=strategy.open_keys)
+    inner = strategy.resolve(read)
+    start_factor = common["warmup_start_factor"]
+    if start_factor is None:
+        start_factor = inner.warmup_start_default
+    shape = common["warmup_type"]
     if warmup == 0:
         return inner
     return Warmup(inner=inner, steps=warmup, start_factor=start_factor, shape=shape)
 
 
-def build_scheduler(
-    optimizer: Optimizer,
-    config: Any,
-    *,
-    total_steps: int | None = None,
-    steps_per_epoch: int | None = None,
-    on_plan_change: str = "error",
-) -> ScheduleLR:
-    """Build a torch ``LRScheduler`` for ``optimizer`` from a strategy config.
+class _Common:
+    """The keys every strategy takes (read by :func:`resolve`, not by the strategy)."""
 
-    ``config`` is a mapping (dict or OmegaConf) with ``name`` and the strategy's parameters.
-    ``total_steps`` (optimizer steps of the whole run) resolves ``"<p>%"`` durations and
-    "rest of training" defaults; ``steps_per_epoch`` resolves ``"<n>ep"``. Bad input raises a
-    :class:`ConfigError` (a ``ValueError``) naming the key, the value and what is allowed.
-    ``on_plan_change="continue"`` lets :meth:`ScheduleLR.load_state_dict` accept state saved
-    under a different plan and go on from its step and rates with this plan (without warmup);
-    the default refuses it with an error that says what changed.
-
-    >>> import torch
-    >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    >>> sched = build_scheduler(opt, {"name": "cosine", "warmup": "10%"}, total_steps=100)
-    >>> rates = []
-    >>> for _ in range(100):
-    ...     rates.append(sched.get_last_lr()[0])
-    ...     sched.step()
-    >>> round(rates[5], 4), round(rates[10], 4), round(rates[55], 4)
-    (0.05, 0.1, 0.05)
-    """
-    for key, value in (("total_steps", total_steps), ("steps_per_epoch", steps_per_epoch)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ConfigError(key, value, "must be a whole number of optimizer steps >= 1")
-    base_lrs = []
-    for i, group in enumerate(optimizer.param_groups):
-        lr = float(group["lr"])
-        if not lr >= 0 or lr == float("inf"):
-            raise ConfigError(f"optimizer.param_groups[{i}].lr", lr, "must be a finite number >= 0")
-        base_lrs.append(lr)
-    config = to_mapping(config, "scheduler")
-
-    def plan(rest: int | None, lrs: tuple[float, ...], plan_config: dict[str, Any]) -> Any:
-        ctx = Context(
-            total_steps=total_steps,
-            steps_per_epoch=steps_per_epoch,
-            base_lrs=lrs,
-            momentum_kind=momentum_kind(optimizer),
-            rest=rest,
-            optimizer=optimizer,
-        )
-        schedule = resolve(plan_config, ctx)
-        source = schedule.inner if isinstance(schedule, Warmup) else schedule
-        return schedule, (source if hasattr(source, "state_dict") else None)
-
-    def replan(offset: int, anchor_lrs: list[float]) -> tuple[Any, Any]:
-        rest = None if total_steps is None else total_steps - offset
-        if rest is not None and rest < 1:
-            raise ValueError(
-                f"the new plan has {total_steps} training steps, the saved state is at step "
-                f"{offset}: nothing is left to schedule"
-            )
-        without_warmup = {k: v for k, v in config.items() if not k.startswith("warmup")}
-        return plan(rest, tuple(anchor_lrs), without_warmup)
-
-    schedule, stateful = plan(total_steps, tuple(base_lrs), config)
-    return ScheduleLR(
-        optimizer, schedule, stateful=stateful, replan=replan, on_plan_change=on_plan_change
-    )
+    @staticmethod
+    def params() -> dict[str, Any]:
+        return COMMON_PARAMS
 
 
 # The built-in strategies register themselves on import (they need the names above).
-from . import strategies as _strategies  # noqa: E402, F401
+from . import schedules as _schedules  # noqa: E402, F401

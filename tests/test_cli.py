@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_lrsched import STRATEGIES, build_scheduler
+from lightning_lrsched import STRATEGIES
 from lightning_lrsched.app.cli import draw, main, parse_value
 from lightning_lrsched.preview import plan_rates
 
@@ -50,8 +50,11 @@ def test_list_names_every_strategy(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     listed = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
     assert set(STRATEGIES) <= listed
-    for name, entry in STRATEGIES.items():
-        assert entry.parameters in result.stdout, name
+    for name, strategy in STRATEGIES.items():
+        line = next(line for line in result.stdout.splitlines() if line.split()[:1] == [name])
+        assert strategy.reference in line, name
+        for parameter in strategy.params():
+            assert parameter in line, (name, parameter)
     for common in ("warmup", "warmup_start_factor", "warmup_type", "2ep", "5%"):
         assert common in result.stdout
 
@@ -109,7 +112,41 @@ def test_overrides_may_follow_options(tmp_path: Path) -> None:
     out = tmp_path / "s.png"
     argv = ["plot", "step", "--total-steps", "50", "step_size=10", "gamma=0.5", "--out", str(out)]
     assert main(argv) == 0
-    assert out.exists()
+    assert_png(out)
+
+
+def test_list_one_strategy_documents_each_parameter(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list", "cyclic"]) == 0
+    out = capsys.readouterr().out
+    assert "step_size_up         duration, default 2000: steps from bottom to top" in out
+    assert "max_lr               per_group, required" in out
+    assert main(["list", "cosin"]) == 2
+    assert "unknown strategy" in capsys.readouterr().err
+
+
+def test_the_figure_is_the_plan() -> None:
+    """What is drawn is the planned curve: x = steps (and the end), y = rates, held per step."""
+    plan = plan_rates({"name": "onecycle", "max_lr": 1.0}, 50)
+    rate_axes, momentum_axes = draw(plan, title="onecycle", steps_per_epoch=10).axes[:2]
+    (rate_line,) = [line for line in rate_axes.lines if line.get_linestyle() != ":"]
+    assert list(rate_line.get_xdata()) == [*range(50), 50]
+    assert list(rate_line.get_ydata()) == [*plan.lrs, plan.lrs[-1]]
+    assert rate_line.get_drawstyle() == "steps-post"
+    (momentum_line,) = [line for line in momentum_axes.lines if line.get_linestyle() != ":"]
+    assert list(momentum_line.get_ydata()) == [*plan.momenta, plan.momenta[-1]]
+
+
+def test_plots_of_different_schedules_differ(tmp_path: Path) -> None:
+    """The PNG depends on the schedule drawn (not a blank or fixed image)."""
+    import matplotlib.image
+
+    images = []
+    for name, extra in (("cosine", []), ("step", ["step_size=10"])):
+        out = tmp_path / f"{name}.png"
+        assert main(["plot", name, *extra, "--total-steps", "50", "--out", str(out)]) == 0
+        images.append(matplotlib.image.imread(out))
+    assert images[0].shape == images[1].shape
+    assert images[0].std() > 0 and abs(images[0] - images[1]).max() > 0.5
 
 
 def test_help_exits_0(capsys: pytest.CaptureFixture) -> None:
@@ -187,22 +224,59 @@ def test_inf_parses_as_float() -> None:
 
 # -- plan_rates -------------------------------------------------------------------------------
 
+
+def _hf_cosine(opt):
+    from transformers.optimization import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(opt, 10, 100)
+
+
+def _sequential(opt):
+    linear = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.0, total_iters=10)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=90)
+    return torch.optim.lr_scheduler.SequentialLR(opt, [linear, cosine], milestones=[10])
+
+
+tls = torch.optim.lr_scheduler
 PLAN_CONFIGS = [
-    ({"name": "cosine", "warmup": "10%"}, "sgd", None),
-    ({"name": "multistep", "milestones": ["1ep", 70], "warmup": 5}, "sgd", 20),
-    ({"name": "onecycle", "max_lr": 0.5}, "sgd", None),
-    ({"name": "onecycle", "max_lr": 0.5, "three_phase": True}, "adamw", None),
-    ({"name": "cyclic", "max_lr": 0.4, "step_size_up": 7}, "sgd", None),
+    ({"name": "cosine", "warmup": "10%"}, "sgd", None, _hf_cosine),
+    (
+        {"name": "multistep", "milestones": ["1ep", 70], "gamma": 0.5},
+        "sgd",
+        20,
+        lambda o: tls.MultiStepLR(o, milestones=[20, 70], gamma=0.5),
+    ),
+    (
+        {"name": "onecycle", "max_lr": 0.5},
+        "sgd",
+        None,
+        lambda o: tls.OneCycleLR(o, max_lr=0.5, total_steps=100),
+    ),
+    (
+        {"name": "onecycle", "max_lr": 0.5, "three_phase": True},
+        "adamw",
+        None,
+        lambda o: tls.OneCycleLR(o, max_lr=0.5, total_steps=100, three_phase=True),
+    ),
+    (
+        {"name": "cyclic", "max_lr": 0.4, "step_size_up": 7},
+        "sgd",
+        None,
+        lambda o: tls.CyclicLR(o, base_lr=0.1, max_lr=0.4, step_size_up=7),
+    ),
     (
         {"name": "sequence", "phases": [{"name": "linear", "duration": 10}, {"name": "cosine"}]},
         "adamw",
         None,
+        _sequential,
     ),
 ]
 
 
-@pytest.mark.parametrize(("config", "optimizer", "steps_per_epoch"), PLAN_CONFIGS)
-def test_plan_is_the_schedulers_trajectory(config, optimizer, steps_per_epoch) -> None:
+@pytest.mark.parametrize(("config", "optimizer", "steps_per_epoch", "reference"), PLAN_CONFIGS)
+def test_plan_is_the_reference_trajectory(config, optimizer, steps_per_epoch, reference) -> None:
+    """The plan equals the torch / Hugging Face scheduler it mirrors, step by step (rates and,
+    where cycled, momentum), driven on the same one-parameter optimizer the plan uses."""
     total = 100
     plan = plan_rates(config, total, steps_per_epoch=steps_per_epoch, optimizer=optimizer)
     params = [torch.zeros(1, requires_grad=True)]
@@ -210,19 +284,20 @@ def test_plan_is_the_schedulers_trajectory(config, optimizer, steps_per_epoch) -
         opt = torch.optim.AdamW(params, lr=0.1, betas=(0.9, 0.999))
     else:
         opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
-    sched = build_scheduler(opt, config, total_steps=total, steps_per_epoch=steps_per_epoch)
+    ref = reference(opt)
     lrs, momenta = [], []
     for _ in range(total):
-        lrs.append(sched.get_last_lr()[0])
         group = opt.param_groups[0]
+        lrs.append(group["lr"])
         momenta.append(group["betas"][0] if optimizer == "adamw" else group["momentum"])
-        sched.step()
+        opt.step()
+        ref.step()
     assert plan.steps == tuple(range(total))
-    assert list(plan.lrs) == lrs
-    if sched.schedule.cycles_momentum:
-        assert plan.momenta is not None and list(plan.momenta) == momenta
+    assert plan.lrs == pytest.approx(lrs, rel=1e-9, abs=1e-15)
+    if plan.momenta is not None:
+        assert plan.momenta == pytest.approx(momenta, rel=1e-9)
     else:
-        assert plan.momenta is None
+        assert set(momenta) == {0.9}  # left alone
 
 
 def test_plan_matches_torch_onecycle() -> None:

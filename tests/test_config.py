@@ -6,10 +6,10 @@ import sys
 import textwrap
 
 import pytest
-import torch
 from omegaconf import OmegaConf
+from optimizers import make_optimizer
 
-from lightning_lrsched import build_scheduler
+from lightning_lrsched import STRATEGIES, build_scheduler
 from lightning_lrsched.app.schemas.schedulers import SCHEDULER_SCHEMAS
 
 # values for the parameters a schema leaves required
@@ -24,7 +24,7 @@ REQUIRED = {
 
 
 def optimizer():
-    return torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    return make_optimizer(kind="sgd")
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULER_SCHEMAS))
@@ -37,6 +37,55 @@ def test_schema_defaults_are_the_builders_defaults(name):
     a = build_scheduler(optimizer(), from_schema, total_steps=100, steps_per_epoch=10)
     b = build_scheduler(optimizer(), bare, total_steps=100, steps_per_epoch=10)
     assert a.description == b.description
+
+
+def test_generated_option_files_and_readme_table_are_current():
+    """Option files and the README's table are derived from the declarations; a declaration
+    changed without running the generator fails here."""
+    from lightning_lrsched.app.generate import stale_files
+
+    assert stale_files() == [], "run: python -m lightning_lrsched.app.generate"
+
+
+def _declared_option(name):
+    """What composing ``scheduler=<name>`` must give: the declared defaults and examples."""
+    from lightning_lrsched.registry import STRATEGIES
+    from lightning_lrsched.spec import COMMON_PARAMS, NO_EXAMPLE, REQUIRED
+
+    strategy = STRATEGIES[name]
+    expected = {"name": name}
+    for key, spec in {**COMMON_PARAMS, **strategy.params()}.items():
+        if spec.example is not NO_EXAMPLE:
+            expected[key] = spec.example
+        elif spec.default is REQUIRED:
+            raise AssertionError(f"{name}.{key} is required but its option file gives no example")
+        elif key in COMMON_PARAMS or not strategy.open_keys:
+            expected[key] = spec.default if isinstance(spec.default, int | float | str) else None
+    return {**expected, **getattr(strategy, "EXAMPLE_KWARGS", {})}
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_packaged_option_is_the_declaration(name):
+    """``scheduler=<name>`` in the app composes to exactly the declared defaults plus the
+    declared example values, and that config builds."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lightning_lrsched.app.schemas import register_configs
+    from lightning_lrsched.app.train import CONFIG_PATH
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        cfg = compose("train", overrides=[f"scheduler={name}"])
+    GlobalHydra.instance().clear()
+    composed = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    expected = _declared_option(name)
+    if STRATEGIES[name].open_keys:  # no schema: only what the file writes
+        expected = {k: v for k, v in expected.items() if k in composed}
+    assert composed == expected
+    app_optimizer = make_optimizer((1e-3,))  # the app's default rate (adamw lr=1e-3)
+    build_scheduler(app_optimizer, composed, total_steps=100, steps_per_epoch=10)
 
 
 def test_every_strategy_but_torch_has_a_schema():
@@ -123,3 +172,58 @@ def test_user_app_composes_packaged_configs(tmp_path):
     done = run("lrsched.scheduler.gama=3")  # the schema still guards the user's app
     assert done.returncode != 0
     assert "gama" in done.stderr
+
+
+def test_a_new_declaration_reaches_every_derived_place(monkeypatch):
+    """One dataclass is the whole strategy: validation, schema, option file, list and table."""
+    from dataclasses import dataclass
+
+    from lightning_lrsched import ConfigError
+    from lightning_lrsched.app import generate
+    from lightning_lrsched.registry import register
+    from lightning_lrsched.schedules.base import ScaledSchedule
+    from lightning_lrsched.spec import param
+
+    monkeypatch.setattr("lightning_lrsched.registry.STRATEGIES", dict(STRATEGIES))
+    monkeypatch.setattr(
+        generate, "STRATEGIES", __import__("lightning_lrsched.registry").registry.STRATEGIES
+    )
+
+    @register
+    @dataclass(frozen=True, kw_only=True)
+    class Halving(ScaledSchedule):
+        """Halve the rate every period steps."""
+
+        name = "halving"
+        reference = "torch StepLR(gamma=0.5)"
+        period: int = param("duration", "steps between halvings", example="1ep")
+
+        def factor(self, step: int) -> float:
+            return 0.5 ** (step // self.period)
+
+    scheduler = build_scheduler(optimizer(), {"name": "halving", "period": "10%"}, total_steps=50)
+    rates = []
+    for _ in range(12):
+        rates.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    assert rates == [0.1] * 5 + [0.05] * 5 + [0.025] * 2
+    with pytest.raises(
+        ConfigError, match=r"scheduler\.perod=5: unknown parameter \(did you mean 'period'"
+    ):
+        build_scheduler(optimizer(), {"name": "halving", "perod": 5})
+    schema = generate.scheduler_schema(Halving)
+    assert {f.name for f in dataclasses.fields(schema)} == {
+        "name",
+        "warmup",
+        "warmup_start_factor",
+        "warmup_type",
+        "period",
+    }
+    assert "/lrsched_schema/scheduler/halving@_here_" in generate.option_file(Halving)
+    assert "period: 1ep" in generate.option_file(Halving)
+    assert any(line.startswith("halving ") for line in generate.list_lines())
+    assert (
+        "| `halving` | Halve the rate every period steps | `period` | torch StepLR(gamma=0.5) |"
+        in (generate.readme_table())
+    )

@@ -37,6 +37,7 @@ class Row:
     base_lr: float
     expected: list[tuple]  # (step, lr) or (step, lr, momentum)
     optimizer: str = "sgd"
+    metrics: tuple[tuple[int, float], ...] = ()  # (step, value) reported after that step's rate
 
 
 TABLE = [
@@ -691,6 +692,53 @@ TABLE = [
         1.0,
         [(0, 0.0), (1, 0.3333333333333333), (2, 0.6666666666666666), (3, 1.0), (24, 1.0)],
     ),
+    # -- plateau -------------------------------------------------------------------------------
+    # factor 0.5, patience 1, threshold 0 (abs); values after steps 1..7: 3, 2, 2, 2, 2, 2, 2.
+    # 3 and 2 improve; the 2 after step 3 is the 1st bad value (<= patience), after step 4 the
+    # 2nd: lr 1 -> 0.5 from step 5; after step 5 the 1st again, after step 6 the 2nd: 0.25.
+    Row(
+        "plateau",
+        {"name": "plateau", "factor": 0.5, "patience": 1, "threshold": 0, "threshold_mode": "abs"},
+        10,
+        None,
+        1.0,
+        [(0, 1.0), (4, 1.0), (5, 0.5), (6, 0.5), (7, 0.25), (9, 0.25)],
+        metrics=((1, 3.0), (2, 2.0), (3, 2.0), (4, 2.0), (5, 2.0), (6, 2.0), (7, 2.0)),
+    ),
+    # warmup 2 (linear from 0): b * t / 2; the value after step 0 falls in the warmup and is
+    # ignored; patience 0: after step 3 the value 1 sets the best, after step 4 the same value is
+    # a bad one > patience: b -> 0.5 b from step 5.
+    Row(
+        "plateau_warmup",
+        {
+            "name": "plateau",
+            "warmup": 2,
+            "factor": 0.5,
+            "patience": 0,
+            "threshold": 0,
+            "threshold_mode": "abs",
+        },
+        10,
+        None,
+        1.0,
+        [(0, 0.0), (1, 0.5), (2, 1.0), (4, 1.0), (5, 0.5), (9, 0.5)],
+        metrics=((0, 9.0), (3, 1.0), (4, 1.0)),
+    ),
+    # -- torch pass-through --------------------------------------------------------------------
+    # torch StepLR with step_size "1ep" x 3 steps/epoch = 3, gamma 0.5: 0.2 * 0.5 ** (t // 3)
+    Row(
+        "torch_steplr",
+        {
+            "name": "torch",
+            "_target_": "torch.optim.lr_scheduler.StepLR",
+            "step_size": "1ep",
+            "gamma": 0.5,
+        },
+        12,
+        3,
+        0.2,
+        [(0, 0.2), (2, 0.2), (3, 0.1), (5, 0.1), (6, 0.05), (11, 0.025)],
+    ),
 ]
 
 
@@ -713,6 +761,7 @@ def test_golden(row: Row) -> None:
         optimizer, row.config, total_steps=row.total_steps, steps_per_epoch=row.steps_per_epoch
     )
     wanted = {entry[0]: entry[1:] for entry in row.expected}
+    metrics = dict(row.metrics)
     failures = []
     for step in range(max(wanted) + 1):
         if step in wanted:
@@ -725,12 +774,18 @@ def test_golden(row: Row) -> None:
                 failures.append(
                     f"step {step}: momentum {_momentum(group)!r}, expected {expected_momentum[0]!r}"
                 )
+        if step in metrics:
+            scheduler.step(metrics[step])
+        optimizer.step()
         scheduler.step()
     assert not failures, f"{row.id} {row.config}:\n" + "\n".join(failures)
 
 
 def test_table_covers_every_strategy() -> None:
-    """At least 30 rows, and every schedule strategy, warmup shape and duration form appears."""
+    """At least 30 rows, and every registered strategy (a new one without a golden row fails
+    here), warmup shape and duration form appears."""
+    from lightning_lrsched import STRATEGIES
+
     assert len(TABLE) >= 30
 
     def walk(config: dict[str, Any]):
@@ -741,22 +796,8 @@ def test_table_covers_every_strategy() -> None:
 
     configs = [c for row in TABLE for c in walk(row.config)]
     names = {c["name"] for c in configs}
-    assert names >= {
-        "constant",
-        "step",
-        "multistep",
-        "exponential",
-        "linear",
-        "polynomial",
-        "cosine",
-        "cosine_restarts",
-        "cyclic",
-        "onecycle",
-        "inverse_sqrt",
-        "wsd",
-        "sequence",
-        "chain",
-    }
+    missing = set(STRATEGIES) - names
+    assert not missing, f"strategies without a golden row: {sorted(missing)}"
     assert {c.get("mode", "triangular") for c in configs if c["name"] == "cyclic"} == {
         "triangular",
         "triangular2",

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from optimizers import make_optimizer
 
 from lightning_lrsched import ConfigError, build_scheduler
 
 
 def sgd(lrs=(0.1,)):
-    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in lrs]
-    return torch.optim.SGD(groups, lr=lrs[0], momentum=0.9)
+    return make_optimizer(lrs)
 
 
 # (config, build kwargs, key the message must name, fragment of what is allowed)
@@ -224,7 +224,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("config", "kwargs", "key", "allowed"), INVALID, ids=lambda v: None)
+@pytest.mark.parametrize(
+    ("config", "kwargs", "key", "allowed"), INVALID, ids=[case[2] for case in INVALID]
+)
 def test_invalid_config_is_one_clear_line(config, kwargs, key, allowed):
     optimizer = sgd()
     with pytest.raises(ValueError) as info:

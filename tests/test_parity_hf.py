@@ -38,6 +38,8 @@ import torch
 import transformers.optimization as hf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from optimizers import make_optimizer as shared_optimizer
+from references import reference_test
 
 from lightning_lrsched import build_scheduler
 
@@ -62,8 +64,8 @@ FAST = settings(
 
 # -- helpers ----------------------------------------------------------------------------------
 def make_optimizer(group_lrs=GROUP_LRS, default_lr=DEFAULT_LR) -> torch.optim.Optimizer:
-    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in group_lrs]
-    return torch.optim.SGD(groups, lr=default_lr)
+    """HF reads the optimizer's own ``lr`` (``default_lr``) beside the groups' rates."""
+    return shared_optimizer(group_lrs, default_lr=default_lr)
 
 
 def trajectory(scheduler: Any, optimizer: torch.optim.Optimizer, steps: int) -> list[list[float]]:
@@ -110,6 +112,7 @@ def warmup_cfg(name: str, warmup: int, **params: Any) -> dict[str, Any]:
     return {"name": name, "warmup": warmup, **params}
 
 
+@reference_test("constant")
 # -- deterministic cases ----------------------------------------------------------------------
 @pytest.mark.parametrize("total", [1, 2, 100, 257])
 def test_constant(total):
@@ -125,6 +128,7 @@ def test_constant_with_warmup(total, warmup):
     )
 
 
+@reference_test("linear")
 @pytest.mark.parametrize(("total", "warmup"), CASES)
 def test_linear_with_warmup(total, warmup):
     check_parity(
@@ -134,6 +138,7 @@ def test_linear_with_warmup(total, warmup):
     )
 
 
+@reference_test("cosine")
 @pytest.mark.parametrize(("total", "warmup"), CASES)
 def test_cosine_with_warmup(total, warmup):
     check_parity(
@@ -143,6 +148,7 @@ def test_cosine_with_warmup(total, warmup):
     )
 
 
+@reference_test("cosine_restarts")
 @pytest.mark.parametrize("num_cycles", [1, 2, 4, 8, 3, 2.5])
 @pytest.mark.parametrize(("total", "warmup"), CASES)
 def test_cosine_hard_restarts_with_warmup(total, warmup, num_cycles):
@@ -211,6 +217,7 @@ def test_hard_restarts_float_artefact_matches_hf():
     )
 
 
+@reference_test("polynomial")
 @pytest.mark.parametrize(
     ("power", "lr_end"), [(1.0, 1e-7), (2.0, 1e-3), (0.5, 0.0), (3.0, 0.02), (1.7, 0.049)]
 )
@@ -234,6 +241,7 @@ def test_polynomial_hf_default_power_and_lr_end():
     )
 
 
+@reference_test("inverse_sqrt")
 @pytest.mark.parametrize("timescale", [None, 1, 7, 1000])
 @pytest.mark.parametrize(("total", "warmup"), CASES)
 def test_inverse_sqrt(total, warmup, timescale):
@@ -259,6 +267,7 @@ def test_inverse_sqrt_default_timescale_without_warmup_is_10000():
 TYPES = ("linear", "cosine", "1-sqrt")
 
 
+@reference_test("wsd")
 @pytest.mark.parametrize(("warmup_type", "decay_type"), list(itertools.product(TYPES, TYPES)))
 @pytest.mark.parametrize(
     ("total", "warmup", "decay", "stable"),

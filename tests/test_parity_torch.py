@@ -18,6 +18,8 @@ import torch
 from curves import Curve, assert_same_curve, curve_of, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from optimizers import make_optimizer as shared_optimizer
+from references import reference_test
 from torch.optim import lr_scheduler as tls
 
 from lightning_lrsched import build_scheduler
@@ -40,17 +42,8 @@ PROPERTY = settings(
 
 
 def make_optimizer(lrs=LRS, kind="sgd"):
-    """One optimizer with one group per base rate (momentum 0.9 / betas (0.9, 0.999))."""
-    groups = [{"params": [torch.zeros(1, requires_grad=True)], "lr": lr} for lr in lrs]
-    if kind == "sgd":
-        return torch.optim.SGD(groups, lr=0.5, momentum=0.9)
-    if kind == "adam":
-        return torch.optim.Adam(groups, lr=0.5, betas=(0.9, 0.999))
-    if kind == "adamw":
-        return torch.optim.AdamW(groups, lr=0.5, betas=(0.9, 0.999))
-    if kind == "adagrad":  # neither momentum nor betas
-        return torch.optim.Adagrad(groups, lr=0.5)
-    raise AssertionError(kind)
+    """One group per base rate of ``lrs`` (LRS unless given)."""
+    return shared_optimizer(lrs, kind)
 
 
 def slack(lrs):
@@ -197,6 +190,9 @@ CASES = [
 ]
 
 
+@reference_test(
+    "step", "multistep", "exponential", "linear", "polynomial", "cosine", "cosine_restarts"
+)
 @pytest.mark.parametrize(
     ("config", "reference", "steps"),
     [pytest.param(c, r, n, id=i) for i, c, r, n in CASES],
@@ -249,6 +245,7 @@ CYCLIC_CASES = [
 ]
 
 
+@reference_test("cyclic")
 @pytest.mark.parametrize(("params", "kind"), [pytest.param(p, k, id=i) for i, p, k in CYCLIC_CASES])
 def test_cyclic_matches_torch(params, kind):
     """``cyclic`` equals ``CyclicLR`` (all modes, asymmetric cycles), momentum/beta1 included."""
@@ -293,6 +290,7 @@ ONECYCLE_CASES = [
 ]
 
 
+@reference_test("onecycle")
 @pytest.mark.parametrize(("total", "steps_arg"), [(100, "config"), (137, "build")])
 @pytest.mark.parametrize(
     ("params", "kind"), [pytest.param(p, k, id=i) for i, p, k in ONECYCLE_CASES]
@@ -410,6 +408,7 @@ def check_plateau(params, metrics, steps_per_epoch=2, *, lrs=LRS, kind="sgd"):
     return ours, ref
 
 
+@reference_test("plateau")
 @pytest.mark.parametrize("threshold_mode", ["rel", "abs"])
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -557,6 +556,7 @@ SEQUENCE_CASES = [
 ]
 
 
+@reference_test("sequence")
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize(
     ("phases", "schedulers", "milestones", "steps"),
@@ -679,6 +679,7 @@ CHAIN_CASES = [
 ]
 
 
+@reference_test("chain")
 @pytest.mark.parametrize("kind", ["sgd", "adamw"])
 @pytest.mark.parametrize(
     ("schedules", "schedulers", "steps"),
@@ -743,6 +744,7 @@ PASS_CASES = [
 ]
 
 
+@reference_test("torch")
 @pytest.mark.parametrize("warmup", [0, 10])
 @pytest.mark.parametrize(
     ("cls", "kwargs", "kind", "steps"),

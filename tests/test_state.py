@@ -2,9 +2,11 @@
 
 import io
 import itertools
+import warnings
 
 import pytest
 import torch
+from optimizers import make_optimizer as shared_optimizer
 
 from lightning_lrsched import build_scheduler
 
@@ -63,10 +65,7 @@ STEPS_PER_EPOCH = 15
 
 
 def make_optimizer(kind="sgd"):
-    groups = [{"params": [torch.zeros(2, requires_grad=True)], "lr": lr} for lr in BASE_LRS]
-    if kind == "adam":
-        return torch.optim.AdamW(groups, lr=BASE_LRS[0])
-    return torch.optim.SGD(groups, lr=BASE_LRS[0], momentum=0.9)
+    return shared_optimizer(BASE_LRS, "adamw" if kind == "adam" else "sgd", numel=2)
 
 
 def build(config, kind="sgd"):
@@ -201,9 +200,70 @@ def test_get_last_lr_matches_groups_and_construction_sets_step_zero():
     optimizer, scheduler = build(CONFIGS["cosine"])
     assert scheduler.get_last_lr() == [0.0, 0.0, 0.0]  # warmup from 0
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
+    optimizer.step()
     scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == scheduler.get_last_lr()
     assert scheduler.get_last_lr() == pytest.approx([b / 12 for b in BASE_LRS])
+
+
+# -- torch's LRScheduler contract, observed side by side with a torch scheduler ------------------
+
+
+def _warnings_of(action):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        action()
+    return [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize("optimizer_first", [True, False])
+def test_step_order_warning_is_torchs(optimizer_first):
+    """scheduler.step() before the first optimizer.step() warns exactly as torch's schedulers
+    do (a silent one-step shift otherwise); the right order warns about nothing."""
+
+    def first_steps(make):
+        optimizer = make_optimizer()
+        scheduler = make(optimizer)
+
+        def run():
+            if optimizer_first:
+                optimizer.step()
+            scheduler.step()
+            optimizer.step()
+            scheduler.step()
+
+        return _warnings_of(run)
+
+    ours = first_steps(lambda o: build_scheduler(o, {"name": "step", "step_size": 3}))
+    theirs = first_steps(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3))
+    assert ours == theirs
+    assert bool(ours) is not optimizer_first
+
+
+def test_counters_and_types_are_torchs():
+    """last_epoch, _step_count, get_last_lr() and the LRScheduler type as torch keeps them."""
+    ours_opt, theirs_opt = make_optimizer(), make_optimizer()
+    ours = build_scheduler(ours_opt, {"name": "step", "step_size": 3, "gamma": 0.5})
+    theirs = torch.optim.lr_scheduler.StepLR(theirs_opt, step_size=3, gamma=0.5)
+    assert isinstance(ours, torch.optim.lr_scheduler.LRScheduler)
+    assert ours.optimizer is ours_opt
+    for _ in range(7):
+        assert (ours.last_epoch, ours._step_count) == (theirs.last_epoch, theirs._step_count)
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert ours.base_lrs == pytest.approx(theirs.base_lrs)
+        for optimizer, scheduler in ((ours_opt, ours), (theirs_opt, theirs)):
+            optimizer.step()
+            scheduler.step()
+
+
+def test_state_dict_round_trip_restores_the_counters():
+    optimizer, scheduler = build(CONFIGS["onecycle"])
+    advance(optimizer, scheduler, 17, 0)
+    restored_opt, restored = build(CONFIGS["onecycle"])
+    restored.load_state_dict(roundtrip(scheduler.state_dict()))
+    assert (restored.last_epoch, restored._step_count) == (17, 18)
+    assert restored.get_last_lr() == scheduler.get_last_lr()
+    assert [g["lr"] for g in restored_opt.param_groups] == scheduler.get_last_lr()
 
 
 def test_changed_plan_continues_from_the_saved_rate_when_asked():

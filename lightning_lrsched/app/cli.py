@@ -159,19 +159,26 @@ def _mark_epochs(ax: Any, total: int, steps_per_epoch: int) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    """Print every registered strategy with its summary and parameters."""
-    width = max(len(name) for name in STRATEGIES)
-    for name, entry in STRATEGIES.items():
-        print(f"{name:<{width}}  {entry.summary}; parameters: {entry.parameters}")
+    """Print every registered strategy (or one strategy's parameters in detail)."""
+    from .generate import describe_lines, list_lines
+
+    if args.name is not None:
+        if args.name not in STRATEGIES:
+            raise UsageError(f"{args.name!r}: unknown strategy; known: {', '.join(STRATEGIES)}")
+        print("\n".join(describe_lines(args.name)))
+        return 0
+    print("\n".join(list_lines()))
     print()
     print(
         "Every strategy also takes warmup (a duration, default 0), warmup_start_factor "
-        f"(default 0.0; wsd: min_lr_ratio) and warmup_type ({'|'.join(WARMUP_SHAPES)})."
+        f"(default 0.0; wsd: min_lr_ratio) and warmup_type ({'|'.join(WARMUP_SHAPES)}); "
+        "a choice's first option is its default."
     )
     print(
         "Durations (warmup, step_size, milestones, T_max, ...): optimizer steps (500), "
         'epochs ("2ep", needs --steps-per-epoch) or a percentage of all steps ("5%").'
     )
+    print(f"One strategy's parameters: {PROG} list cosine")
     print(f"Plot one: {PROG} plot cosine warmup=5% --total-steps 1000 --out cosine.png")
     return 0
 
@@ -216,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a model (Hydra overrides; see: lrsched train --help)", add_help=False
     )
     listing = commands.add_parser("list", help="list every strategy and its parameters")
+    listing.add_argument("name", nargs="?", help="show this strategy's parameters in detail")
     listing.set_defaults(run=run_list)
     plot = commands.add_parser(
         "plot",

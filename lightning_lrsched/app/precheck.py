@@ -80,19 +80,18 @@ def one_line(err: Exception) -> str:
 
 
 def unknown_key_message(key: str, schema_name: str) -> str:
-    """ "unknown key (did you mean ...?); allowed: ..." from the schema's fields."""
+    """ "unknown parameter (did you mean ...?); allowed: ..." from the schema's fields (the same
+    message the strategy reader gives outside Hydra)."""
     import dataclasses
-    import difflib
 
+    from ..spec import unknown_key_error
     from .schemas import schema_by_class_name
 
     schema = schema_by_class_name(schema_name)
     if schema is None:
         return f"not a key of {schema_name}"
     allowed = [f.name for f in dataclasses.fields(schema) if not f.name.startswith("_")]
-    hint = difflib.get_close_matches(key, allowed, n=1)
-    did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return f"unknown key{did_you_mean}; allowed: {', '.join(sorted(allowed))}"
+    return unknown_key_error("", key, None, allowed).allowed
 
 
 def precheck(config_dir: str, argv: list[str]) -> str | None:

@@ -16,10 +16,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..build import build_scheduler
 from ..errors import ConfigError, blamed_key
 from ..lightning.optimizers import build_optimizer
 from ..lightning.trainer_info import lr_scale
-from ..registry import build_scheduler
 
 # what the training task logs (a plateau monitor must be one of them)
 TASK_METRICS = ("train_loss", "val_loss", "val_acc")

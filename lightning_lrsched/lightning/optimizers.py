@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, blamed_key
-from ..params import check_number
+from ..spec import check_number
 
 _SPECIAL_KEYS = ("name", "_target_", "_partial_", "param_groups")
 

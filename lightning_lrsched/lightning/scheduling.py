@@ -11,8 +11,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from ..adapter import ScheduleLR
+from ..build import build_scheduler
 from ..errors import ConfigError, HorizonError
-from ..registry import build_scheduler
 from .trainer_info import scale_base_rates, training_horizon
 
 

@@ -1,0 +1,24 @@
+"""Every rate source: the built-in strategies (each one declaration: parameters + formula),
+their composition (warmup, sequence, chain), reduce-on-plateau and the torch pass-through.
+
+Importing this package registers the strategies, in the order ``lrsched list`` shows them.
+"""
+
+# registration order = listing order: decays, cosines, cycles, metric-driven, composition, torch
+from . import decay, cosine, cyclic, plateau, compose, passthrough  # noqa: I001
+from .base import MetricDriven, RateSource, ScaledSchedule, Schedule, Stateful, Strategy
+
+__all__ = [
+    "MetricDriven",
+    "RateSource",
+    "ScaledSchedule",
+    "Schedule",
+    "Stateful",
+    "Strategy",
+    "compose",
+    "cosine",
+    "cyclic",
+    "decay",
+    "passthrough",
+    "plateau",
+]

@@ -7,9 +7,13 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Evaluate, Schedule, bind
+from ..durations import resolve_duration
+from ..errors import ConfigError
+from ..registry import register, resolve
+from ..spec import COMMON_PARAMS, Reader, param
+from .base import Evaluate, RateSource, Schedule
 
-WARMUP_SHAPES = ("linear", "cosine", "1-sqrt")
+WARMUP_SHAPES = COMMON_PARAMS["warmup_type"].choices
 
 
 def warmup_shape(kind: str, progress: float) -> float:
@@ -21,24 +25,25 @@ def warmup_shape(kind: str, progress: float) -> float:
     return 1.0 - math.sqrt(1.0 - progress)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Warmup(Schedule):
-    """A warmup prefix of ``steps`` steps in front of ``inner``.
+    """A warmup prefix of ``steps`` steps in front of ``inner`` (any rate source).
 
     For ``t < steps``, with ``p = t / steps`` and ``s = start_factor``:
     ``lr = inner(0) * (shape(p) * (1 - s) + s)``, rising from ``s * inner(0)`` to the inner
-    schedule's first rate; from ``t = steps`` on, ``lr = inner(t - steps)``. Momentum during
-    the warmup is the inner schedule's first. With the defaults (linear, ``s = 0``) this is
+    source's first rate; from ``t = steps`` on, ``lr = inner(t - steps)``. Momentum during
+    the warmup is the inner source's first. With the defaults (linear, ``s = 0``) this is
     Hugging Face's ``*_with_warmup`` prefix.
 
+    >>> from lightning_lrsched.schedules.base import rates_at
     >>> from lightning_lrsched.schedules.decay import Constant
     >>> w = Warmup(inner=Constant(), steps=4, start_factor=0.0, shape="linear")
-    >>> [w.rates(t, [2.0])[0] for t in range(6)]
+    >>> [rates_at(w, t, [2.0])[0] for t in range(6)]
     [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
     """
 
-    kind = "warmup"
-    inner: Any  # Schedule, or a stateful rate source (plateau, torch pass-through)
+    name = "warmup"
+    inner: RateSource
     steps: int
     start_factor: float
     shape: str
@@ -48,9 +53,9 @@ class Warmup(Schedule):
         return self.inner.cycles_momentum
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
-        inner = bind(self.inner, base_lrs)
+        inner = self.inner.bind(base_lrs)
         steps, start, shape = self.steps, self.start_factor, self.shape
-        first: list[Any] = []  # the inner schedule's step 0, computed when first needed
+        first: list[Any] = []  # the inner source's step 0, computed when first needed
 
         def evaluate(step: int) -> tuple[list[float], list[float] | None]:
             if step >= steps:
@@ -65,27 +70,79 @@ class Warmup(Schedule):
         return evaluate
 
 
-@dataclass(frozen=True)
-class Phases(Schedule):
-    """Phases one after another; each counts steps from its own start (torch ``SequentialLR``).
-    A phase that does not cycle momentum leaves the configured momentum in place.
+@register
+@dataclass(frozen=True, kw_only=True)
+class Sequence(Schedule):
+    """Phases one after another, each from its own step 0.
 
+    ``phases`` is a list of strategy configs, each with a ``duration`` (the last one's defaults
+    to the rest of training). A phase that does not cycle momentum leaves the configured
+    momentum in place.
+
+    >>> from lightning_lrsched.schedules.base import rates_at
     >>> from lightning_lrsched.schedules.decay import Constant, Exponential
-    >>> s = Phases(phases=(Constant(), Exponential(gamma=0.5)), starts=(0, 2))
-    >>> [s.rates(t, [1.0])[0] for t in range(5)]
+    >>> s = Sequence(phases=(Constant(), Exponential(gamma=0.5)), starts=(0, 2))
+    >>> [rates_at(s, t)[0] for t in range(5)]
     [1.0, 1.0, 1.0, 0.5, 0.25]
     """
 
-    kind = "sequence"
-    phases: tuple[Schedule, ...]
-    starts: tuple[int, ...]
+    name = "sequence"
+    reference = "torch SequentialLR"
+    phases: tuple[RateSource, ...] = param(
+        "schedules",
+        "[{name, duration, ...}, ...]; the last phase's duration defaults to the rest",
+        example=[
+            {"name": "linear", "start_factor": 0.01, "end_factor": 1.0, "duration": "10%"},
+            {"name": "cosine"},
+        ],
+    )
+    starts: tuple[int, ...] = (0,)  # resolved: the first step of each phase
+
+    @classmethod
+    def resolve(cls, read: Reader) -> Sequence:
+        items = read["phases"]
+        rest = read.ctx.rest
+        phases, starts = [], []
+        start = 0
+        for i, item in enumerate(items):
+            path = f"{read.key('phases')}[{i}]"
+            if not hasattr(item, "keys"):
+                raise ConfigError(path, item, "must be a schedule config with name and duration")
+            item = dict(item)
+            duration = item.pop("duration", None)
+            if duration is None:
+                if i < len(items) - 1:
+                    raise ConfigError(
+                        f"{path}.duration", None, "is required for every phase but the last"
+                    )
+                length = None if rest is None else rest - start
+            else:
+                length = resolve_duration(
+                    duration,
+                    f"{path}.duration",
+                    total_steps=read.ctx.total_steps,
+                    steps_per_epoch=read.ctx.steps_per_epoch,
+                )
+            if length is not None and length <= 0:
+                raise ConfigError(f"{path}.duration", duration, "leaves no steps for this phase")
+            if length is not None and rest is not None and start + length > rest:
+                raise ConfigError(
+                    f"{path}.duration",
+                    duration,
+                    f"ends at step {start + length}, after the {rest} steps of training",
+                )
+            phases.append(resolve(item, read.ctx.with_rest(length), path, top=False))
+            starts.append(start)
+            if length is not None:
+                start += length
+        return cls(phases=tuple(phases), starts=tuple(starts))
 
     @property
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return any(phase.cycles_momentum for phase in self.phases)
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
-        bound = [bind(phase, base_lrs) for phase in self.phases]
+        bound = [phase.bind(base_lrs) for phase in self.phases]
         starts = self.starts
 
         def evaluate(step: int) -> tuple[list[float], list[float] | None]:
@@ -95,26 +152,48 @@ class Phases(Schedule):
         return evaluate
 
 
-@dataclass(frozen=True)
+@register
+@dataclass(frozen=True, kw_only=True)
 class Chain(Schedule):
-    """Schedules applied together; their factors multiply (torch ``ChainedScheduler``):
-    ``lr = base * prod_i(lr_i(t) / base)``. Momentum comes from the last schedule that cycles it.
+    """Schedules applied together, their factors multiplied.
 
+    ``lr = base * prod_i(lr_i(t) / base)``; momentum comes from the last schedule that cycles
+    it. Identical to torch's ``ChainedScheduler`` for multiplicative schedules.
+
+    >>> from lightning_lrsched.schedules.base import rates_at
     >>> from lightning_lrsched.schedules.decay import Exponential, Step
     >>> c = Chain(schedules=(Exponential(gamma=0.5), Step(step_size=2, gamma=0.1)))
-    >>> [round(c.rates(t, [1.0])[0], 6) for t in range(4)]
+    >>> [round(rates_at(c, t)[0], 6) for t in range(4)]
     [1.0, 0.5, 0.025, 0.0125]
     """
 
-    kind = "chain"
-    schedules: tuple[Schedule, ...]
+    name = "chain"
+    reference = "torch ChainedScheduler"
+    schedules: tuple[RateSource, ...] = param(
+        "schedules",
+        "[{name, ...}, ...], applied together",
+        example=[
+            {"name": "exponential", "gamma": 0.999},
+            {"name": "multistep", "milestones": ["50%", "75%"]},
+        ],
+    )
+
+    @classmethod
+    def resolve(cls, read: Reader) -> Chain:
+        path = read.key("schedules")
+        return cls(
+            schedules=tuple(
+                resolve(item, read.ctx, f"{path}[{i}]", top=False)
+                for i, item in enumerate(read["schedules"])
+            )
+        )
 
     @property
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return any(s.cycles_momentum for s in self.schedules)
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
-        bound = [bind(schedule, base_lrs) for schedule in self.schedules]
+        bound = [schedule.bind(base_lrs) for schedule in self.schedules]
 
         def evaluate(step: int) -> tuple[list[float], list[float] | None]:
             lrs = list(base_lrs)

@@ -4,57 +4,96 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from .base import ScaledSchedule, Schedule
+from ..errors import ConfigError, HorizonError
+from ..registry import register
+from ..spec import REST, Reader, param
+from .base import Evaluate, RateSource, ScaledSchedule, Schedule
 
 
-def _toward_floor(base_lrs: Sequence[float], floor: float, share: float) -> list[float]:
-    """``floor + (base - floor) * share`` for every base rate."""
-    if floor == 0.0:
-        return [base * share for base in base_lrs]
-    return [floor + (base - floor) * share for base in base_lrs]
+def _toward_floor(base_lrs: tuple[float, ...], floor: float) -> list[tuple[float, float]]:
+    """Per group ``(floor, base - floor)``: a rate is ``floor + (base - floor) * share``."""
+    return [(floor, base - floor) for base in base_lrs]
 
 
-@dataclass(frozen=True)
+def _half_cosine(t: float, length: float) -> float:
+    """``(1 + cos(pi * t / length)) / 2``: 1 at ``t = 0``, 0 at ``t = length``."""
+    return (1.0 + math.cos(math.pi * t / length)) / 2.0
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
 class Cosine(Schedule):
-    """``lr(t) = eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2`` (torch
-    ``CosineAnnealingLR``; Hugging Face ``get_cosine_schedule_with_warmup`` with ``warmup``).
-    Past ``T_max`` the curve continues periodically, as torch's does.
+    """Half-cosine from the base rate to eta_min over T_max steps.
 
-    >>> s = Cosine(T_max=10, eta_min=0.0)
-    >>> [round(lr, 6) for lr in s.rates(5, [0.1, 1.0])]
+    ``lr(t) = eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2``; past ``T_max`` the
+    curve continues periodically, as torch's does. With ``warmup`` this is Hugging Face's
+    ``get_cosine_schedule_with_warmup``.
+
+    >>> from lightning_lrsched.schedules.base import rates_at
+    >>> [round(lr, 6) for lr in rates_at(Cosine(T_max=10), 5, [0.1, 1.0])]
     [0.05, 0.5]
     """
 
-    kind = "cosine"
-    T_max: int
-    eta_min: float
+    name = "cosine"
+    reference = "torch CosineAnnealingLR, HF get_cosine_schedule_with_warmup"
+    T_max: int = param("duration", "length of the half-cosine", REST)
+    eta_min: float = param("number", "the lowest rate", 0.0, ge=0.0)
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        share = (1.0 + math.cos(math.pi * step / self.T_max)) / 2.0
-        return _toward_floor(base_lrs, self.eta_min, share)
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        pairs = _toward_floor(base_lrs, self.eta_min)
+        t_max = self.T_max
+
+        def evaluate(step: int) -> tuple[list[float], None]:
+            share = _half_cosine(step, t_max)
+            return [low + span * share for low, span in pairs], None
+
+        return evaluate
 
 
-@dataclass(frozen=True)
+@register
+@dataclass(frozen=True, kw_only=True)
 class CosineRestarts(Schedule):
-    """Cosine annealing restarted every cycle (torch ``CosineAnnealingWarmRestarts``).
+    """Cosine restarted every T_0 steps, cycles growing by T_mult; or num_cycles equal cycles
+    over training (Hugging Face's hard restarts).
 
     Cycle ``i`` lasts ``T_i = T_0 * T_mult ** i`` steps; within it, with ``t_cur`` steps since
     the restart: ``lr = eta_min + (base - eta_min) * (1 + cos(pi * t_cur / T_i)) / 2``.
     The cycle is found with integer arithmetic, so it is exact at every restart.
 
-    >>> s = CosineRestarts(T_0=4, T_mult=2, eta_min=0.0)
+    >>> s = CosineRestarts(T_0=4, T_mult=2)
     >>> [s.cycle(t) for t in (0, 3, 4, 11, 12)]
     [(0, 4), (3, 4), (0, 8), (7, 8), (0, 16)]
     """
 
-    kind = "cosine_restarts"
-    T_0: int
-    T_mult: int
-    eta_min: float
+    name = "cosine_restarts"
+    reference = (
+        "torch CosineAnnealingWarmRestarts; HF get_cosine_with_hard_restarts_schedule_with_warmup"
+    )
+    T_0: int = param("duration", "length of the first cycle", None, shown="unset")
+    T_mult: int = param("integer", "growth of each cycle's length", 1, ge=1)
+    eta_min: float = param("number", "the lowest rate", 0.0, ge=0.0)
+    num_cycles: float = param(
+        "number", "equal cycles over training (without T_0)", None, gt=0.0, shown="1 without T_0"
+    )
+
+    @classmethod
+    def resolve(cls, read: Reader) -> RateSource:
+        values = read.values()
+        if values["T_0"] is not None:
+            if values["num_cycles"] is not None:
+                raise read.error("num_cycles", "set either T_0 or num_cycles")
+            return cls(**values)
+        if values["T_mult"] != 1:
+            raise read.error("T_mult", "needs T_0 (the first cycle's length)")
+        if read.ctx.rest is None:
+            raise HorizonError(
+                read.key("T_0"), None, "is required when the number of training steps is unknown"
+            )
+        cycles = 1.0 if values["num_cycles"] is None else values["num_cycles"]
+        return CosineCycles(length=read.ctx.rest, num_cycles=cycles, eta_min=values["eta_min"])
 
     @cached_property
     def _restarts(self) -> tuple[int, ...]:
@@ -69,56 +108,97 @@ class CosineRestarts(Schedule):
         n = bisect_right(self._restarts, step) - 1
         return step - self._restarts[n], self.T_0 * self.T_mult**n
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        t_cur, t_i = self.cycle(step)
-        share = (1.0 + math.cos(math.pi * t_cur / t_i)) / 2.0
-        return _toward_floor(base_lrs, self.eta_min, share)
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        pairs = _toward_floor(base_lrs, self.eta_min)
+        cycle = self.cycle
+
+        def evaluate(step: int) -> tuple[list[float], None]:
+            share = _half_cosine(*cycle(step))
+            return [low + span * share for low, span in pairs], None
+
+        return evaluate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CosineCycles(Schedule):
-    """``num_cycles`` equal cosine cycles over ``length`` steps, then ``eta_min`` (Hugging Face
-    ``get_cosine_with_hard_restarts_schedule_with_warmup``): with ``p = t / length``,
+    """``num_cycles`` equal cosine cycles over ``length`` steps, then ``eta_min`` (what
+    ``cosine_restarts`` without ``T_0`` resolves to): with ``p = t / length``,
     ``lr = eta_min + (base - eta_min) * (1 + cos(pi * ((num_cycles * p) mod 1))) / 2``.
 
+    >>> from lightning_lrsched.schedules.base import rates_at
     >>> s = CosineCycles(length=8, num_cycles=2.0, eta_min=0.0)
-    >>> [s.rates(t, [1.0])[0] for t in (0, 2, 4, 8)]
+    >>> [rates_at(s, t)[0] for t in (0, 2, 4, 8)]
     [1.0, 0.5, 1.0, 0.0]
     """
 
-    kind = "cosine_cycles"
+    name = "cosine_cycles"
     length: int
     num_cycles: float
     eta_min: float
 
-    def rates(self, step: int, base_lrs: Sequence[float]) -> list[float]:
-        progress = step / max(1, self.length)
-        if progress >= 1.0:
-            return _toward_floor(base_lrs, self.eta_min, 0.0)
-        share = max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((self.num_cycles * progress) % 1.0))))
-        return _toward_floor(base_lrs, self.eta_min, share)
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        pairs = _toward_floor(base_lrs, self.eta_min)
+        length, cycles = max(1, self.length), self.num_cycles
+
+        def evaluate(step: int) -> tuple[list[float], None]:
+            progress = step / length
+            share = 0.0 if progress >= 1.0 else max(0.0, _half_cosine((cycles * progress) % 1.0, 1))
+            return [low + span * share for low, span in pairs], None
+
+        return evaluate
 
 
-@dataclass(frozen=True)
+@register
+@dataclass(frozen=True, kw_only=True)
 class WarmupStableDecay(ScaledSchedule):
-    """Warmup-stable-decay after its warmup (Hugging Face ``get_wsd_schedule``): factor 1 for
-    ``num_stable_steps``, then over ``num_decay_steps`` with ``p`` going 0 → 1:
-    ``factor = d(p) * (1 - min_lr_ratio) + min_lr_ratio`` where ``d`` is ``1 - p`` (linear),
-    ``(1 + cos(2 pi num_cycles p)) / 2`` (cosine) or ``1 - sqrt(p)`` (1-sqrt); ``min_lr_ratio``
-    afterwards.
+    """Warmup, stable at the base rate, decay to min_lr_ratio.
 
-    >>> s = WarmupStableDecay(num_stable_steps=2, num_decay_steps=4, min_lr_ratio=0.0,
-    ...                       decay_type="linear", num_cycles=0.5)
+    After the warmup: factor 1 for ``num_stable_steps``, then over ``num_decay_steps`` with
+    ``p`` going 0 → 1: ``factor = d(p) * (1 - min_lr_ratio) + min_lr_ratio`` where ``d`` is
+    ``1 - p`` (linear), ``(1 + cos(2 pi num_cycles p)) / 2`` (cosine) or ``1 - sqrt(p)``
+    (1-sqrt); ``min_lr_ratio`` afterwards. Its warmup starts from ``min_lr_ratio``, as in
+    Hugging Face.
+
+    >>> s = WarmupStableDecay(num_stable_steps=2, num_decay_steps=4, decay_type="linear")
     >>> [s.factor(t) for t in (0, 1, 2, 3, 6, 9)]
     [1.0, 1.0, 1.0, 0.75, 0.0, 0.0]
     """
 
-    kind = "wsd"
-    num_stable_steps: int
-    num_decay_steps: int
-    min_lr_ratio: float
-    decay_type: str
-    num_cycles: float
+    name = "wsd"
+    reference = "HF get_wsd_schedule"
+    num_decay_steps: int = param("duration", "length of the decay", "10%")
+    num_stable_steps: int = param(
+        "duration", "length of the stable phase", None, allow_zero=True, shown="rest - decay"
+    )
+    min_lr_ratio: float = param("number", "final factor", 0.0, ge=0.0, le=1.0)
+    decay_type: str = param(
+        "choice", "shape of the decay", "cosine", choices=("cosine", "linear", "1-sqrt")
+    )
+    num_cycles: float = param("number", "cosine waves in the decay", 0.5, gt=0.0)
+
+    @classmethod
+    def resolve(cls, read: Reader) -> WarmupStableDecay:
+        values = read.values()
+        if values["num_stable_steps"] is None:
+            rest = read.ctx.rest
+            if rest is None:
+                raise HorizonError(
+                    read.key("num_stable_steps"),
+                    None,
+                    "is required when the number of training steps is unknown",
+                )
+            values["num_stable_steps"] = rest - values["num_decay_steps"]
+            if values["num_stable_steps"] < 0:
+                raise ConfigError(
+                    read.key("num_decay_steps"),
+                    read.raw("num_decay_steps") or "10%",
+                    f"must fit in the {rest} steps after warmup",
+                )
+        return cls(**values)
+
+    @property
+    def warmup_start_default(self) -> float:
+        return self.min_lr_ratio
 
     def factor(self, step: int) -> float:
         if step < self.num_stable_steps:

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from ..durations import is_duration_text, resolve_duration
+from ..errors import ConfigError
+from ..registry import register
+from ..spec import COMMON_KEYS, Param, Reader
+from .base import Evaluate, Strategy
+
 _GROUP_SKIP = ("params",)
+# kwargs of torch schedulers that are durations and may be written as "2ep" or "5%"
+_DURATION_KWARGS = {
+    "step_size", "T_max", "T_0", "total_iters", "total_steps", "step_size_up", "step_size_down",
+}  # fmt: skip
 
 
 def import_scheduler_class(target: Any, key: str) -> type:
     """Resolve ``_target_`` (a class or ``"package.module.Class"``) to an LRScheduler class."""
-    from ..errors import ConfigError
-
     cls = target
     if isinstance(target, str):
         module_name, _, attr = target.rpartition(".")
@@ -40,8 +48,60 @@ def import_scheduler_class(target: Any, key: str) -> type:
     return cls
 
 
-class TorchSchedulerSource:
-    """A torch scheduler stepped in lockstep with our step count, on shadow param groups."""
+@register
+class TorchScheduler(Strategy):
+    """Any torch.optim.lr_scheduler class, driven as torch drives it.
+
+    ``_target_`` is the class (or its import path); every other key is passed to it, durations
+    (``step_size``, ``T_max``, ``milestones``, ...) written as ``"2ep"`` or ``"5%"`` resolved
+    first. It runs on shadow param groups, stepped in lockstep with the optimizer steps, so a
+    warmup prefix works in front of it too.
+    """
+
+    name = "torch"
+    reference = "the torch class itself"
+    nestable = False
+    open_keys = True
+    # declared by hand: every other key is the torch class's own keyword argument
+    _PARAMS: ClassVar[dict[str, Param]] = {
+        "_target_": Param(
+            "text",
+            "class path of any LRScheduler; its keyword arguments beside it",
+            example="torch.optim.lr_scheduler.StepLR",
+        )
+    }
+    EXAMPLE_KWARGS: ClassVar[dict[str, Any]] = {"step_size": "1ep", "gamma": 0.5}
+
+    @classmethod
+    def params(cls) -> dict[str, Param]:
+        return dict(cls._PARAMS)
+
+    @classmethod
+    def resolve(cls, read: Reader) -> TorchScheduler:
+        target = read.raw("_target_")
+        scheduler_cls = import_scheduler_class(target, read.key("_target_"))
+        kwargs: dict[str, Any] = {}
+        ctx = read.ctx
+
+        def steps(value: Any, key: str) -> int:
+            return resolve_duration(
+                value, key, total_steps=ctx.total_steps, steps_per_epoch=ctx.steps_per_epoch
+            )
+
+        for key, value in read.config.items():
+            if key in COMMON_KEYS or key == "_target_":
+                continue
+            if key in _DURATION_KWARGS and is_duration_text(value):
+                value = steps(value, read.key(key))
+            elif key == "milestones" and isinstance(value, list):
+                value = [steps(v, f"{read.key(key)}[{i}]") for i, v in enumerate(value)]
+            kwargs[key] = value
+        if ctx.optimizer is None:
+            raise read.error("_target_", "needs an optimizer to drive")
+        try:
+            return cls(scheduler_cls, kwargs, ctx.optimizer, ctx.base_lrs)
+        except (TypeError, ValueError) as err:
+            raise read.error("_target_", f"torch refused the arguments: {err}") from None
 
     def __init__(
         self, cls: type, kwargs: dict[str, Any], optimizer: Optimizer, base_lrs: Any
@@ -55,7 +115,6 @@ class TorchSchedulerSource:
             copy["params"] = [torch.zeros(1, requires_grad=True)]
             groups.append(copy)
         self.shadow = Optimizer(groups, dict(optimizer.defaults))
-        self.shadow._opt_called = True  # type: ignore[attr-defined]  # silences torch's order check
         self.scheduler = cls(self.shadow, **kwargs)
         self.t = 0
 
@@ -74,18 +133,20 @@ class TorchSchedulerSource:
                 self.scheduler.step()
                 self.t += 1
 
-    def rates(self, step: int, base_lrs: Any) -> list[float]:
-        self._advance(step)
-        return [float(group["lr"]) for group in self.shadow.param_groups]
-
-    def momenta(self, step: int) -> list[float] | None:
-        if not self.cycles_momentum:
-            return None
-        self._advance(step)
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
         groups = self.shadow.param_groups
-        if "betas" in self.shadow.defaults:
-            return [float(group["betas"][0]) for group in groups]
-        return [float(group["momentum"]) for group in groups]
+        betas = "betas" in self.shadow.defaults
+
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            self._advance(step)
+            lrs = [float(group["lr"]) for group in groups]
+            if not self.cycles_momentum:
+                return lrs, None
+            if betas:
+                return lrs, [float(group["betas"][0]) for group in groups]
+            return lrs, [float(group["momentum"]) for group in groups]
+
+        return evaluate
 
     def describe(self) -> dict[str, Any]:
         target = f"{self.cls.__module__}.{self.cls.__qualname__}"

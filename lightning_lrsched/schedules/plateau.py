@@ -12,63 +12,81 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..registry import register
+from ..spec import Reader, param
+from .base import Evaluate, Strategy
+
 PLATEAU_STATE_FORMAT = 1
 
 
-@dataclass
-class PlateauController:
-    """Metric-driven rates. ``lrs`` start at the base rates; :meth:`update` may reduce them.
+@register
+@dataclass(kw_only=True)
+class Plateau(Strategy):
+    """Multiply by factor when the monitored metric stops improving.
 
-    >>> c = PlateauController(monitor="val_loss", mode="min", factor=0.5, patience=1,
-    ...                       threshold=0.0, threshold_mode="abs", cooldown=0,
-    ...                       min_lrs=(0.0,), eps=1e-8, lrs=[1.0])
+    Metric-driven: ``update(value)`` records one value of ``monitor`` and may reduce the rates;
+    in Lightning the value is read at the end of each validation (``check_on: train_epoch``: of
+    each training epoch) and averaged across ranks.
+
+    >>> c = Plateau(factor=0.5, patience=1, threshold=0.0, threshold_mode="abs", min_lr=(0.0,),
+    ...             lrs=[1.0])
     >>> for loss in [3.0, 2.0, 2.0, 2.0, 2.0]:
     ...     _ = c.update(loss)
     >>> c.lrs
     [0.5]
     """
 
-    monitor: str
-    mode: str
-    factor: float
-    patience: int
-    threshold: float
-    threshold_mode: str
-    cooldown: int
-    min_lrs: tuple[float, ...]
-    eps: float
-    lrs: list[float]
-    check_on: str = "validation"  # when Lightning reports the metric: "validation" | "train_epoch"
-    strict: bool = True  # a monitor that is not logged: error (True) or warning
+    name = "plateau"
+    reference = "torch ReduceLROnPlateau"
+    nestable = False
+    cycles_momentum = False
+    monitor: str = param("text", "the metric to watch", "val_loss")
+    mode: str = param("choice", "whether lower or higher is better", "min", choices=("min", "max"))
+    factor: float = param("number", "multiplies the rate on a plateau", 0.1, gt=0.0, lt=1.0)
+    patience: int = param("integer", "values without improvement before reducing", 10)
+    threshold: float = param("number", "smallest change that counts", 1e-4, ge=0.0)
+    threshold_mode: str = param(
+        "choice", "threshold relative or absolute", "rel", choices=("rel", "abs")
+    )
+    cooldown: int = param("integer", "values ignored after a reduction", 0)
+    min_lr: tuple[float, ...] = param(
+        "per_group", "the lowest rate (or one per group)", 0.0, ge=0.0
+    )
+    eps: float = param("number", "smallest reduction applied", 1e-8, ge=0.0)
+    check_on: str = param(
+        "choice",
+        "when the metric is read in Lightning",
+        "validation",
+        choices=("validation", "train_epoch"),
+    )
+    strict: bool = param(
+        "flag", "a monitor that is never logged is an error (else a warning)", True
+    )
+    # state
+    lrs: list[float] = field(default_factory=list)
     best: float = field(init=False)
     num_bad_epochs: int = 0
     cooldown_counter: int = 0
     num_updates: int = 0
-    cycles_momentum = False
+
+    @classmethod
+    def resolve(cls, read: Reader) -> Plateau:
+        return cls(**read.values(), lrs=list(read.ctx.base_lrs))
 
     def __post_init__(self) -> None:
         self.best = math.inf if self.mode == "min" else -math.inf
+        if isinstance(self.min_lr, int | float):  # a plain number, as the dataclass default
+            self.min_lr = (float(self.min_lr),) * len(self.lrs)
 
-    # Stateful rate source protocol (see adapter.ScheduleLR)
-    def rates(self, step: int, base_lrs: Any) -> list[float]:
-        return list(self.lrs)
-
-    def momenta(self, step: int) -> None:
-        return None
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        return lambda step: (list(self.lrs), None)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "kind": "plateau",
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "factor": self.factor,
-            "patience": self.patience,
-            "threshold": self.threshold,
-            "threshold_mode": self.threshold_mode,
-            "cooldown": self.cooldown,
-            "min_lr": list(self.min_lrs),
-            "eps": self.eps,
-        }
+        described = {name: getattr(self, name) for name in self.params()}
+        described["min_lr"] = list(self.min_lr)
+        # check_on and strict say when and how strictly the metric is read, not the plan
+        del described["check_on"], described["strict"]
+        return {"kind": self.name, **described}
 
     def is_better(self, value: float) -> bool:
         if self.mode == "min" and self.threshold_mode == "rel":
@@ -93,7 +111,7 @@ class PlateauController:
         if self.num_bad_epochs <= self.patience:
             return False
         for i, old in enumerate(self.lrs):
-            new = max(old * self.factor, self.min_lrs[i])
+            new = max(old * self.factor, self.min_lr[i])
             if old - new > self.eps:
                 self.lrs[i] = new
         self.cooldown_counter = self.cooldown

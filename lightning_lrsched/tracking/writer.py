@@ -86,10 +86,6 @@ class MetricWriter:
             self._thread.join(timeout=10)
         return done
 
-    @property
-    def pending(self) -> int:
-        return self._pending_points
-
     # -- the sender thread -----------------------------------------------------------------
     def _start_process(self) -> subprocess.Popen:
         return subprocess.Popen(
