@@ -107,6 +107,10 @@ class ScheduleLR(LRScheduler):
         return hasattr(self.stateful, "update")
 
     @property
+    def controller(self):
+        return self.stateful if self.is_plateau else None
+
+    @property
     def monitor(self) -> str | None:
         """The metric a plateau schedule watches (None for other schedules)."""
         return self.stateful.monitor if self.is_plateau else None
