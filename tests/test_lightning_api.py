@@ -3,7 +3,8 @@
 Real Trainers on CPU, no mocks. What is pinned down:
 
 - fitting twice with the same module and Trainer adds no second ``PlateauControl`` (nor any
-  other callback of ours), and both fits take the right rates, for both ways in;
+  other callback of ours), and both fits take the right rates, for both ways in, also when the
+  module returns its own ``PlateauControl`` from ``configure_callbacks``;
 - an ``LRSchedule`` whose optimizer outlives a fit does not step it twice in the next one;
 - ``trainer.validate()`` / ``trainer.test()`` after ``fit()`` (even from a checkpoint) leave
   the schedule and its plateau controller exactly as ``fit`` left them;
@@ -116,6 +117,35 @@ def test_fitting_twice_with_one_module_and_trainer_piles_nothing_up(tmp_path, ro
     assert rates[:16] == stalling_plateau_rates(0, [4, 8, 12, 16], 16)
     assert rates[16:] == stalling_plateau_rates(16, [20, 24, 28, 32], 16)
     assert min(rates[16:]) == BASE_LR / 4  # reduced twice in the second fit too
+
+
+class OwnPlateauControl(Stalling):
+    """Places the PlateauControl itself, through Lightning's ``configure_callbacks``."""
+
+    def configure_callbacks(self):
+        return [PlateauControl()]
+
+
+def test_plateau_control_from_configure_callbacks_is_the_only_one(tmp_path):
+    module, recorder = OwnPlateauControl(scheduler=PLATEAU), RateRecorder()
+    checkpoints = ModelCheckpoint(tmp_path / "ckpt", save_last=True)
+    run = trainer(
+        tmp_path,
+        [recorder, checkpoints],
+        max_epochs=2,
+        val_check_interval=4,
+        enable_checkpointing=True,
+    )
+    run.fit(module)
+    run.fit_loop.max_epochs = 4
+    run.fit(module)
+
+    # Lightning replaced the first fit's instance by the second's and kept checkpoints last
+    assert ours(run) == ["PlateauControl"]
+    assert isinstance(run.callbacks[-1], ModelCheckpoint)
+    rates = [lrs[0] for _, lrs, _ in recorder.rates]
+    assert rates[:16] == stalling_plateau_rates(0, [4, 8, 12, 16], 16)
+    assert rates[16:] == stalling_plateau_rates(16, [20, 24, 28, 32], 16)
 
 
 class KeepsItsOptimizer(TinyModule):
