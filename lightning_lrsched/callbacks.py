@@ -1,7 +1,9 @@
-"""The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list) and
-``LRLogger`` (every optimizer step's rates to every logger)."""
+"""The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list),
+``LRLogger`` (every optimizer step's rates to every logger) and ``PlateauControl`` (feeds the
+plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself)."""
 
-from .lightning.callbacks import LRLogger, LRSchedule
-from .lightning.scheduling import PlateauControl
+from .lightning.lr_logger import LRLogger
+from .lightning.lr_schedule import LRSchedule
+from .lightning.plateau_control import PlateauControl
 
 __all__ = ["LRLogger", "LRSchedule", "PlateauControl"]

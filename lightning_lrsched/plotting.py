@@ -7,13 +7,17 @@ from typing import Any
 from matplotlib.figure import Figure
 
 
-def planned_schedule_figure(scheduler_configs: list[Any], total_steps: int) -> Figure | None:
-    """The planned rate of every group of every lightning-lrsched scheduler, steps 0..total."""
+def planned_schedule_figure(schedulers: list[Any], total_steps: int) -> Figure | None:
+    """The planned rate of every group of every lightning-lrsched scheduler, steps 0..total.
+
+    ``schedulers``: e.g. ``lightning_lrsched.lightning.attached_schedules(trainer)`` (the
+    schedules of both the helper and ``LRSchedule``); anything else in the list is skipped, as
+    are schedules that depend on metrics (plateau) and cannot be planned.
+    """
     from .adapter import ScheduleLR
 
     curves = []
-    for index, config in enumerate(scheduler_configs):
-        scheduler = config.scheduler
+    for index, scheduler in enumerate(schedulers):
         if isinstance(scheduler, ScheduleLR):
             rates = scheduler.planned_rates(total_steps)
             if rates is not None:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lightning_support import RateRecorder, TinyModule
 
 from lightning_lrsched.callbacks import LRLogger, LRSchedule
+from lightning_lrsched.lightning import attached_schedules
 
 torch.set_num_threads(1)
 
@@ -126,8 +127,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         callbacks=callbacks,
     )
     trainer.fit(module)
-    (scheduler_config,) = trainer.lr_scheduler_configs
-    scheduler = scheduler_config.scheduler
+    (scheduler,) = attached_schedules(trainer)
     result = {
         "rank": trainer.global_rank,
         "world_size": trainer.world_size,

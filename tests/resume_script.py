@@ -288,6 +288,15 @@ def checkpoint_step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
 
 
+def saved_schedule(path: Path) -> dict[str, Any]:
+    """The schedule state in a checkpoint: Lightning's scheduler list (helper) or the
+    ``LRSchedule`` callback's own state (callback), under its documented state key."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if checkpoint["lr_schedulers"]:
+        return checkpoint["lr_schedulers"][0]
+    return checkpoint["callbacks"][LRSchedule({"name": "constant"}).state_key]["scheduler"]
+
+
 # -- command line ---------------------------------------------------------------------------
 def case_dir(workdir: Path, case: str) -> Path:
     return workdir / case.replace(":", "__").replace("/", "_").replace("+", "_")

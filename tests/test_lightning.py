@@ -24,7 +24,7 @@ from torch import nn
 
 import lightning_lrsched
 from lightning_lrsched import ConfigError, build_scheduler
-from lightning_lrsched.lightning import LRLogger, LRSchedule, build_optimizer
+from lightning_lrsched.lightning import LRLogger, LRSchedule, attached_schedules, build_optimizer
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers"),
@@ -209,7 +209,7 @@ def test_horizon_and_epoch_are_in_optimizer_steps(tmp_path, options, total, per_
     recorder = RateRecorder()
     onecycle = {"name": "onecycle", "max_lr": 0.2}
     run = fit(tmp_path, TinyModule(), LRSchedule(onecycle), recorder, **options)
-    assert run.lr_scheduler_configs[0].scheduler.description["total_steps"] == total
+    assert attached_schedules(run)[0].description["total_steps"] == total
     assert len(recorder.rates) == total
     first, last = recorder.rates[0], recorder.rates[-1]
     assert first[1][0] == pytest.approx(0.2 / 25, rel=1e-12)
@@ -412,9 +412,9 @@ def test_plateau_monitor_not_logged_with_strict_false_warns_and_completes(tmp_pa
 class TwoOptimizers(TinyModule):
     """Manual optimization: SGD for the body (``net.0``), AdamW for the head (``net.2``).
 
-    Under manual optimization Lightning steps no scheduler itself. The schedules that the
-    ``LRSchedule`` callbacks registered are in ``self.lr_schedulers()`` (in callback order);
-    step each one right after its optimizer's step, once per optimizer step.
+    Under manual optimization Lightning steps no scheduler itself; the schedules of the
+    ``LRSchedule`` callbacks advance after every step of their own optimizer, so the module
+    has no scheduler code at all.
     """
 
     def __init__(self) -> None:
@@ -434,13 +434,8 @@ class TwoOptimizers(TinyModule):
         for optimizer in optimizers:
             optimizer.zero_grad()
         self.manual_backward(loss)
-        schedulers = self.lr_schedulers()
-        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
         for optimizer in optimizers:
             optimizer.step()
-            for scheduler in schedulers:
-                if scheduler.optimizer is optimizer.optimizer:
-                    scheduler.step()
         self.log("train_loss", loss)
 
 
@@ -460,8 +455,7 @@ def test_two_optimizers_manual_optimization_two_callbacks(tmp_path):
     sgd, adamw = run.optimizers
     reference_module = TwoOptimizers()
     ref_sgd, ref_adamw = reference_module.configure_optimizers()
-    assert run.lr_scheduler_configs[0].scheduler.optimizer is sgd
-    assert run.lr_scheduler_configs[1].scheduler.optimizer is adamw
+    assert [s.optimizer for s in attached_schedules(run)] == [sgd, adamw]
     assert_same_curve(
         recorder.curves["SGD"],
         reference_curve(ref_sgd, body, total_steps=16, steps_per_epoch=8),

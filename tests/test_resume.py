@@ -49,6 +49,7 @@ from resume_script import (
     checkpoint_step,
     fit,
     read_rates,
+    saved_schedule,
     spec,
 )
 
@@ -344,9 +345,7 @@ def new_plan_alone(anchor: tuple[float, ...], steps: int) -> list[tuple[float, .
 def test_changed_plan_continues_from_the_saved_rate(via, first_plan_run, reference, tmp_path):
     last = first_plan_run(via)
     old_plan = reference(PLAN, via, max_epochs=2)
-    saved = tuple(
-        torch.load(last, map_location="cpu", weights_only=False)["lr_schedulers"][0]["lrs"]
-    )
+    saved = tuple(saved_schedule(last)["lrs"])
     assert saved == old_plan[FIRST_STOP][0]  # the old plan's rate of the step resumed at
     base = old_plan[2][0]  # the end of the warmup: the configured base rates
     assert all(s < b for s, b in zip(saved, base, strict=True))

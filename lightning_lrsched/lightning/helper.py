@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Checkpoint
 
 from ..errors import ConfigError
 from .optimizers import build_optimizer
-from .scheduling import PlateauControl, schedule_for_trainer
+from .plateau_control import ensure_plateau_control
+from .scheduling import schedule_for_trainer
 
 
 def configure_optimizers(
@@ -64,14 +64,9 @@ def configure_optimizers(
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
     if schedule.is_plateau:
         # Lightning would step a plateau schedule once per epoch with the metric and never per
-        # step (no warmup), and skips a step after resuming; our callback feeds it instead.
+        # step (no warmup), after the checkpoint of that validation, without reducing the metric
+        # across ranks, and skips a step after resuming: PlateauControl feeds it instead.
         lr_scheduler["monitor"] = schedule.monitor
         lr_scheduler["reduce_on_plateau"] = False
-        # Before the checkpoint callbacks, so that a checkpoint written at the end of a
-        # validation already holds that validation's decision (as Lightning orders user callbacks).
-        callbacks = trainer.callbacks
-        first_checkpoint = next(
-            (i for i, cb in enumerate(callbacks) if isinstance(cb, Checkpoint)), len(callbacks)
-        )
-        callbacks.insert(first_checkpoint, PlateauControl(schedule))
+        ensure_plateau_control(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}

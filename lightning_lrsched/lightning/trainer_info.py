@@ -20,7 +20,7 @@ def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
     per-rank share of the data under DDP; an epoch is ``ceil(batches / accumulation)`` steps
     because Lightning steps on the last, incomplete accumulation of an epoch too.
     """
-    _load_train_data(trainer)
+    ensure_train_data(trainer)
     total = trainer.estimated_stepping_batches
     batches = trainer.num_training_batches
     per_epoch = None
@@ -30,16 +30,37 @@ def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
     return finite_total, per_epoch
 
 
-def _load_train_data(trainer: pl.Trainer) -> None:
-    # Inside configure_optimizers / on_fit_start Lightning has not loaded the train data yet
-    # (estimated_stepping_batches only does so when max_epochs is set); load it as it would.
+def ensure_train_data(trainer: pl.Trainer) -> None:
+    """Make sure the Trainer has loaded its train data (schedules are built before it does).
+
+    The public route first: ``estimated_stepping_batches`` loads the train data itself,
+    exactly as the fit loop would, whenever ``max_epochs`` is set. Only with ``max_epochs=-1``
+    does it return ``max_steps`` without loading anything; the epoch length (for ``"1ep"``) and
+    the batch size (for ``scale_lr``) still need the data, hence :func:`_setup_train_data`.
+    """
     if trainer.train_dataloader is None:
-        trainer.fit_loop.setup_data()
+        _ = trainer.estimated_stepping_batches
+    if trainer.train_dataloader is None:
+        _setup_train_data(trainer)
+
+
+def _setup_train_data(trainer: pl.Trainer) -> None:
+    """The package's one call of a private Lightning API: load the train data early.
+
+    Why it cannot be avoided: inside ``configure_optimizers`` and ``on_fit_start`` Lightning has
+    not loaded the train data yet, and with ``max_epochs=-1`` no public API loads it (calling the
+    module's ``train_dataloader()`` ourselves would miss the distributed sampler Lightning
+    injects, so the per-rank epoch length would be wrong). ``fit_loop.setup_data()`` is what
+    ``estimated_stepping_batches`` itself calls, and it does nothing when the data is already
+    loaded, so the fit loop does not load it twice. ``tests/test_lightning_api.py`` fails when
+    Lightning changes this.
+    """
+    trainer.fit_loop.setup_data()
 
 
 def global_batch_size(trainer: pl.Trainer) -> int:
     """Per-device batch size × gradient accumulation × number of processes."""
-    _load_train_data(trainer)
+    ensure_train_data(trainer)
     loader = trainer.train_dataloader
     size = getattr(loader, "batch_size", None)
     if size is None:

@@ -24,9 +24,12 @@ def find_tracker(trainer: pl.Trainer) -> MLflowTracker | None:
 
 def saved_run_id(ckpt_path: str) -> str | None:
     """The run id a checkpoint was written under (None if it has none)."""
-    from lightning.fabric.utilities.cloud_io import _load
+    from lightning.fabric.plugins import TorchCheckpointIO
 
-    checkpoint = _load(ckpt_path, map_location="cpu", weights_only=False)
+    # Lightning's public checkpoint reader (local paths and fsspec URLs, as Trainer.fit reads)
+    checkpoint = TorchCheckpointIO().load_checkpoint(
+        ckpt_path, map_location="cpu", weights_only=False
+    )
     state = (checkpoint.get("callbacks") or {}).get(RunTracking.STATE_KEY) or {}
     return state.get("run_id")
 
@@ -71,10 +74,11 @@ class RunTracking(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._tracker is None or not trainer.is_global_zero or not self.plots:
             return
+        from ..lightning.scheduling import attached_schedules
         from ..plotting import planned_schedule_figure
 
         total = int(trainer.estimated_stepping_batches)
-        figure = planned_schedule_figure(trainer.lr_scheduler_configs, total)
+        figure = planned_schedule_figure(attached_schedules(trainer), total)
         if figure is not None:
             self._tracker.log_figure(figure, "schedule/planned.png")
 

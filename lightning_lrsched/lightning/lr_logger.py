@@ -1,0 +1,134 @@
+"""``LRLogger``: every optimizer step's rate, momentum and weight decay to every logger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from ..errors import ConfigError
+
+
+def optimizer_names(optimizers: list[torch.optim.Optimizer]) -> list[str]:
+    """Class names, with ``-1``, ``-2``... added to repeats: ``["SGD", "AdamW", "SGD-1"]``."""
+    seen: dict[str, int] = {}
+    names = []
+    for optimizer in optimizers:
+        name = type(optimizer).__name__
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        names.append(name if count == 0 else f"{name}-{count}")
+    return names
+
+
+def group_names(optimizer: torch.optim.Optimizer, optimizer_name: str = "") -> list[str]:
+    """Each group's ``name`` if set, else ``pg<i>``; two groups with one name are refused.
+
+    Two groups under one name would write to the same metric and hide each other, so, as
+    Lightning's ``LearningRateMonitor`` does, a repeated name is an error (here a ConfigError
+    naming the optimizer, the name and the groups, before the first step).
+    """
+    names = [str(g.get("name") or f"pg{i}") for i, g in enumerate(optimizer.param_groups)]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            first = names.index(name)
+            raise ConfigError(
+                f"{optimizer_name or type(optimizer).__name__}.param_groups[{i}].name",
+                name,
+                f"group {first} already has this name; LRLogger logs lr/<optimizer>/<group> "
+                "per group and needs unique group names",
+            )
+    return names
+
+
+class LRLogger(Callback):
+    """Log, at every optimizer step, each param group's rate, momentum (SGD ``momentum`` or Adam
+    ``beta1``) and weight decay to every logger of the Trainer, from rank zero only.
+
+    Names: ``lr/<optimizer>/<group>``, ``momentum/<optimizer>/<group>``,
+    ``weight_decay/<optimizer>/<group>``; for optimizers that estimate their own step size and
+    expose it as ``d`` (D-Adaptation, Prodigy), also ``lr_effective/<optimizer>/<group>`` =
+    ``d × lr``. ``<group>`` names must be unique within an optimizer (a ConfigError otherwise).
+    The point's step is the index of the optimizer step that uses the rate: the global step
+    with one optimizer; with several (manual optimization) each optimizer's own step count,
+    so that every curve runs 0, 1, 2, ... as its schedule does (kept in checkpoints).
+    """
+
+    def __init__(self, *, momentum: bool = True, weight_decay: bool = True) -> None:
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self._names: dict[int, tuple[str, list[str]]] = {}
+        self._steps: list[int] = []  # per optimizer; only used with several optimizers
+        self._stage: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # before a checkpoint is restored: a new fit counts from 0 unless it resumes
+        self._stage = stage
+        if stage == "fit":
+            self._steps = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizers = trainer.optimizers
+        self._names = {
+            id(opt): (name, group_names(opt, name))
+            for opt, name in zip(optimizers, optimizer_names(optimizers), strict=True)
+        }
+        if len(self._steps) != len(optimizers):
+            self._steps = [0] * len(optimizers)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer wrapper
+        step = self._step_of(trainer, optimizer)
+        if not trainer.is_global_zero or not trainer.loggers:
+            return
+        names = self._names.get(id(optimizer))
+        if names is None or len(names[1]) != len(optimizer.param_groups):
+            # groups added during training (e.g. unfreezing a backbone): name them again
+            opt_name = names[0] if names is not None else type(optimizer).__name__
+            names = (opt_name, group_names(optimizer, opt_name))
+            self._names[id(optimizer)] = names
+        self._log(trainer, optimizer, step, *names)
+
+    def _step_of(self, trainer: pl.Trainer, optimizer: Any) -> int:
+        """The index of the step ``optimizer`` is about to take (counted on every rank)."""
+        optimizers = trainer.optimizers
+        if len(optimizers) <= 1:
+            return trainer.global_step
+        # Several optimizers: Lightning's global step counts the steps of all of them together.
+        index = next((i for i, opt in enumerate(optimizers) if opt is optimizer), None)
+        if index is None or index >= len(self._steps):
+            return trainer.global_step
+        step = self._steps[index]
+        self._steps[index] += 1
+        return step
+
+    def _log(
+        self, trainer: pl.Trainer, optimizer: Any, step: int, opt_name: str, names: list[str]
+    ) -> None:
+        metrics: dict[str, float] = {}
+        for group, name in zip(optimizer.param_groups, names, strict=True):
+            lr = float(group["lr"])
+            metrics[f"lr/{opt_name}/{name}"] = lr
+            if self.momentum:
+                if "betas" in group:
+                    metrics[f"momentum/{opt_name}/{name}"] = float(group["betas"][0])
+                elif "momentum" in group:
+                    metrics[f"momentum/{opt_name}/{name}"] = float(group["momentum"])
+            if self.weight_decay and "weight_decay" in group:
+                metrics[f"weight_decay/{opt_name}/{name}"] = float(group["weight_decay"])
+            if "d" in group:
+                metrics[f"lr_effective/{opt_name}/{name}"] = float(group["d"]) * lr
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer_steps": list(self._steps)} if len(self._steps) > 1 else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        steps = state_dict.get("optimizer_steps")
+        if steps and self._stage == "fit":
+            self._steps = [int(s) for s in steps]

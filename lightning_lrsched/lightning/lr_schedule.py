@@ -1,0 +1,160 @@
+"""``LRSchedule``: attach a schedule to an unmodified module from the Trainer's callback list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.hooks import RemovableHandle
+
+from ..adapter import ScheduleLR
+from ..errors import ConfigError
+from .plateau_control import feed, feeds_now
+from .scheduling import schedule_for_trainer
+from .trainer_info import SCALE_MODES
+
+
+class LRSchedule(Callback):
+    """Attach a schedule to a module whose ``configure_optimizers`` returns only optimizers::
+
+        trainer = L.Trainer(callbacks=[LRSchedule({"name": "cosine", "warmup": "5%"})])
+
+    The schedule drives optimizer ``optimizer_index`` (one callback per optimizer for several)
+    and is built when fitting starts, with the Trainer's horizon. It advances after every step
+    of *its* optimizer (torch's public ``Optimizer.register_step_post_hook``), so it needs no
+    code in the module, under automatic and manual optimization alike, and each optimizer's
+    schedule counts that optimizer's own steps. Its state is this callback's state in
+    checkpoints (``Callback.state_dict``), restored before the first step of a resumed fit. A
+    plateau schedule gets its metric, averaged across ranks, at the end of each validation of
+    ``fit`` (before the checkpoint callbacks run). Options as in
+    :func:`lightning_lrsched.configure_optimizers`.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        optimizer_index: int = 0,
+        *,
+        scale_lr: str = "none",
+        reference_batch_size: int | None = None,
+        on_plan_change: str = "error",
+    ) -> None:
+        if isinstance(optimizer_index, bool) or not isinstance(optimizer_index, int):
+            raise ConfigError("optimizer_index", optimizer_index, "must be a whole number >= 0")
+        if optimizer_index < 0:
+            raise ConfigError("optimizer_index", optimizer_index, "must be a whole number >= 0")
+        if scale_lr not in SCALE_MODES:
+            raise ConfigError("scale_lr", scale_lr, f"must be one of {', '.join(SCALE_MODES)}")
+        if on_plan_change not in ("error", "continue"):
+            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
+        self.config = config
+        self.optimizer_index = optimizer_index
+        self.scale_lr = scale_lr
+        self.reference_batch_size = reference_batch_size
+        self.on_plan_change = on_plan_change
+        self.scheduler: ScheduleLR | None = None
+        self._stage: str | None = None
+        self._saved_state: dict[str, Any] | None = None  # restored before the schedule exists
+        self._step_hook: RemovableHandle | None = None
+
+    @property
+    def state_key(self) -> str:
+        # Lightning's documented convention; the optimizer index is what tells two instances
+        # apart and stays the same from one process to the next (unlike an id()).
+        return self._generate_state_key(optimizer_index=self.optimizer_index)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Runs before Lightning restores a checkpoint into the callbacks: forget the schedule of
+        # an earlier fit, so that a restored state waits for this fit's own schedule.
+        self._stage = stage
+        if stage == "fit":
+            self._detach()
+            self.scheduler = None
+            self._saved_state = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        optimizer = self._own_optimizer(trainer)
+        self.scheduler = schedule_for_trainer(
+            trainer,
+            optimizer,
+            self.config,
+            scale_lr=self.scale_lr,
+            reference_batch_size=self.reference_batch_size,
+            on_plan_change=self.on_plan_change,
+        )
+        if self._saved_state is not None:
+            self.scheduler.load_state_dict(self._saved_state)
+            self._saved_state = None
+        scheduler = self.scheduler
+        # Advance after every real step of this optimizer (accumulating batches take none).
+        self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
+
+    def _own_optimizer(self, trainer: pl.Trainer) -> torch.optim.Optimizer:
+        optimizers = trainer.optimizers
+        if self.optimizer_index >= len(optimizers):
+            raise ConfigError(
+                "optimizer_index",
+                self.optimizer_index,
+                f"the module has {len(optimizers)} optimizer(s)",
+            )
+        twins = [
+            cb
+            for cb in trainer.callbacks
+            if isinstance(cb, LRSchedule) and cb.optimizer_index == self.optimizer_index
+        ]
+        if len(twins) > 1:
+            raise ConfigError(
+                "optimizer_index",
+                self.optimizer_index,
+                f"{len(twins)} LRSchedule callbacks drive this optimizer; give each its own",
+            )
+        optimizer = optimizers[self.optimizer_index]
+        for config in trainer.lr_scheduler_configs:
+            if config.scheduler.optimizer is optimizer:
+                raise ConfigError(
+                    "optimizer_index",
+                    self.optimizer_index,
+                    f"{type(optimizer).__name__} already has a scheduler from configure_optimizers",
+                )
+        return optimizer
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if feeds_now(trainer, self.scheduler, "validation"):
+            assert self.scheduler is not None
+            feed(trainer, self.scheduler)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if feeds_now(trainer, self.scheduler, "train_epoch"):
+            assert self.scheduler is not None
+            feed(trainer, self.scheduler)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.scheduler is None else {"scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the schedule saved in a checkpoint, when resuming ``fit`` (never when a
+        checkpoint is only evaluated by ``validate``/``test``/``predict``)."""
+        state = state_dict.get("scheduler")
+        if state is None or self._stage != "fit":
+            return
+        if self.scheduler is None:  # usual order: restored before on_fit_start builds it
+            self._saved_state = state
+        else:  # strategies that restore after setup (e.g. DeepSpeed)
+            self.scheduler.load_state_dict(state)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._detach()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._detach()  # Lightning calls no teardown after an exception
+
+    def _detach(self) -> None:
+        """Stop stepping: an optimizer that outlives this fit must not be stepped twice later."""
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
