@@ -189,8 +189,8 @@ def test_networks_shapes_and_reference_size():
     assert cnn(torch.zeros(3, 40)).shape == cnn(torch.zeros(3, 1, 40)).shape == (3, 10)
     # channels=25 is the paper's ConvBase: 5,210 parameters.
     assert sum(p.numel() for p in CNN1D(channels=25).parameters()) == 5210
-    with pytest.raises(ConfigError, match="in_length"):
-        CNN1D(in_length=2)
+    with pytest.raises(ConfigError, match="in_features"):
+        CNN1D(in_features=2)
 
 
 # ----------------------------------------------------------------------------- Classifier

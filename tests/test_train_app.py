@@ -73,7 +73,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_cache: Path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # main() sets it with setdefault
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() rewrites it
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # run_app() sets it, as a shell would
     yield
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None  # a set HydraConfig would resolve ${hydra:...} for others
@@ -117,10 +117,11 @@ class Result:
 
 
 def run_app(argv: list[str], capfd: pytest.CaptureFixture[str]) -> Result:
-    """``lrsched train <argv>`` in this process (fd-level capture, as a terminal would see)."""
+    """``lrsched-train <argv>`` in this process (fd-level capture, as a terminal would see)."""
     code: int | str | None = 0
+    sys.argv = ["lrsched-train", *argv]  # restored by _isolated
     try:
-        main(list(argv), launch_argv=["lrsched", "train", *argv])
+        main()
     except SystemExit as exit_:
         code = exit_.code
     except Exception as err:  # the user would see a traceback
@@ -172,8 +173,10 @@ def test_every_option_composes_and_builds(group, option, hydra_conf, tmp_path):
     assert checked.steps_per_epoch >= 1
     assert checked.total_steps is not None and checked.total_steps >= checked.steps_per_epoch
     assert sum(p.numel() for p in checked.net.parameters()) > 0
-    x, _ = checked.datamodule.train_set[:4]
-    assert checked.net(x).shape == (4, checked.datamodule.num_classes)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    x, _ = datamodule.train_set[:4]
+    assert checked.net(x).shape == (4, datamodule.num_classes)
 
     # the whole planned schedule, step by step: every rate finite and >= 0
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -275,6 +278,10 @@ INVALID = [
         marks=pytest.mark.skipif(CORES >= 64, reason="64 cores here"),
     ),
     ("trainer.devices=0", "trainer.devices=0", [">= 1"]),
+    # Lightning's own complaints, blamed on the key they are about
+    ("trainer.devices=-1", "trainer.devices=-1", ["int > 0"]),
+    ("trainer.limit_train_batches=0.01", "trainer.limit_train_batches=0.01", ["at least"]),
+    ("trainer.val_check_interval=500", "trainer.val_check_interval=500", ["less than"]),
     pytest.param("trainer.accelerator=gpu", "trainer.accelerator", ["cpu"], marks=NO_CUDA),
     ("trainer.max_steps=-5", "trainer.max_steps", [">= -1"]),
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches", [">= 1"]),
@@ -294,12 +301,20 @@ INVALID = [
     ("scale_lr=linear", "reference_batch_size", [">= 1"]),
     ("on_plan_change=maybe", "on_plan_change='maybe'", ["continue"]),
     ("ckpt_path=missing.ckpt", "ckpt_path", ["not found", "no such", "does not exist"]),
+    ("optimized_metric=val_accuracy", "optimized_metric='val_accuracy'", ["val_acc"]),
+    ("optimized_metric=test_acc test=false", "optimized_metric='test_acc'", ["val_loss"]),
     # tracking
     ("logger.tracking_uri=ftp://x", "logger.tracking_uri", ["sqlite"]),
     # sweeps: refused before the first job
     ("scheduler=cosine,step", "scheduler=cosine,step", ["-m"]),
     # Lightning's DDP launcher re-runs the command line in each extra process: a nested sweep
     ("-m trainer=ddp scheduler=cosine,step", "trainer.strategy", ["ddp_spawn"]),
+    pytest.param(  # strategy=auto on two devices is DDP that re-runs the command too
+        "-m trainer.devices=2 scheduler=cosine,step",
+        "trainer.strategy='auto'",
+        ["ddp_spawn"],
+        marks=pytest.mark.skipif(CORES < 2, reason="one core"),
+    ),
     ("-m scheduler=cosine scheduler.warmup=10,5000", "scheduler.warmup=5000", ["shorter than"]),
     (
         "-m scheduler=cosine,step trainer.max_epochs=1,2 optimizer.lr=0.1,-1",
@@ -342,6 +357,9 @@ VALID = [
     "trainer=ddp",  # a single run may re-launch itself
     "logger=csv",
     "logger=none callbacks=none",
+    "optimized_metric=val_loss",
+    "optimized_metric=test_acc",
+    "fit=false optimized_metric=test_loss",
     "-m scheduler=cosine,step",
     "-m trainer=ddp_spawn scheduler=cosine,step",
 ]
