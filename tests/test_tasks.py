@@ -250,3 +250,48 @@ def test_cnn1d_on_mnist1d_subset_learns(tmp_path, mnist1d_dir):
     run.fit(module, MNIST1DDataModule(cache_dir=mnist1d_dir))
     assert run.global_step == 120
     assert run.callback_metrics["val_acc"] > 0.45  # chance is 0.1; seeds 0-5 give 0.60-0.67
+
+
+# ----------------------------------------------------------------------------- the tasks extra
+
+# A fresh interpreter in which each package of the `tasks` extra in turn cannot be imported, as
+# when it is not installed (None in sys.modules is Python's documented way to make an import fail).
+_WITHOUT = """
+import json, sys
+from lightning_lrsched.tasks import DigitsDataModule, MNIST1DDataModule, MissingExtraError
+found = []
+for module, load in (
+    ("mnist1d", lambda: MNIST1DDataModule(cache_dir=sys.argv[1]).setup("fit")),
+    ("sklearn", lambda: DigitsDataModule().setup("fit")),
+):
+    sys.modules[module] = None
+    try:
+        load()
+    except MissingExtraError as err:
+        found.append({"package": err.package, "name": err.name, "message": str(err)})
+    del sys.modules[module]
+print(json.dumps(found))
+"""
+
+
+def test_missing_data_packages_name_the_extra(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from lightning_support import subprocess_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT, str(tmp_path / "empty-cache")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    advice = "is not installed; the training tasks need it: pip install 'lightning-lrsched[tasks]'"
+    assert json.loads(done.stdout) == [
+        {"package": "mnist1d", "name": "mnist1d", "message": f"mnist1d {advice}"},
+        {"package": "scikit-learn", "name": "sklearn", "message": f"scikit-learn {advice}"},
+    ]

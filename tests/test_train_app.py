@@ -452,6 +452,17 @@ def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
             {"MLFLOW_TRACKING_URI": "sqlite:///{cwd}/tracked.db"},
         ),
         "cfg_job": ([*module, "train", "--cfg", "job", "scheduler=onecycle"], {}),
+        # scikit-learn made unimportable, as when the `tasks` extra is not installed
+        "no_sklearn": (
+            [
+                sys.executable,
+                "-c",
+                "import sys, runpy; sys.modules['sklearn'] = None; "
+                "runpy.run_module('lightning_lrsched.app.train', run_name='__main__')",
+                "trainer.max_epochs=1",
+            ],
+            {},
+        ),
         "invalid": ([*_lrsched(), "train", "scheduler=cosin"], {}),
     }
 
@@ -646,4 +657,17 @@ def test_bad_value_in_a_real_process(cli):
     lines = run.err.strip().splitlines()
     assert len(lines) == 1, run.err
     assert lines[0].startswith(f"{ERROR_PREFIX}scheduler='cosin'") and "cosine" in lines[0]
+    assert not run.store.exists() and not (run.cwd / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_missing_tasks_extra_is_one_line_naming_it(cli):
+    run = cli["no_sklearn"]
+    assert run.code == 2, run.err
+    assert run.out == ""
+    lines = run.err.strip().splitlines()
+    assert lines == [
+        f"{ERROR_PREFIX}data='DigitsDataModule': scikit-learn is not installed; the training "
+        "tasks need it: pip install 'lightning-lrsched[tasks]'"
+    ], run.err
     assert not run.store.exists() and not (run.cwd / "outputs").exists()

@@ -20,6 +20,7 @@ from ..errors import ConfigError, HorizonError, blamed_key
 from ..lightning.optimizers import build_optimizer
 from ..lightning.trainer_info import lr_scale
 from ..registry import build_scheduler
+from ..tasks.data import MissingExtraError
 from .horizon import horizon, quiet_lightning, relaunches_command
 
 
@@ -175,6 +176,8 @@ def check_config(cfg: DictConfig) -> Checked:
         datamodule.setup("fit")
     except ConfigError as err:
         raise ConfigError(f"data.{err.key}", err.value, err.allowed) from None
+    except MissingExtraError as err:  # the data packages are an extra of the library
+        raise ConfigError("data", type(datamodule).__name__, str(err)) from None
     # every network takes its sizes from the data the same way (see lightning_lrsched.tasks)
     sizes = {"in_features": datamodule.num_features, "num_classes": datamodule.num_classes}
     try:
