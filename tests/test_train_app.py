@@ -392,6 +392,21 @@ def test_sweep_jobs_with_the_same_seed_train_identically(tmp_path, capfd):
     assert (tmp_path / "multirun").exists()
 
 
+@pytest.mark.parametrize("metric", ["val_loss", "train_loss", "test_acc"])
+def test_train_returns_the_optimized_metric(metric, hydra_conf, tmp_path, capfd):
+    """What a sweep optimises is what ``optimized_metric`` names, as the run logged it."""
+    from lightning_lrsched.app.run import train_and_report
+
+    short = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+    cfg = compose_job(
+        [f"optimized_metric={metric}", *short, "logger=none", "callbacks=none"], tmp_path / "job"
+    )
+    value = train_and_report(cfg, check_config(cfg))
+    out = capfd.readouterr().out
+    assert math.isfinite(value)
+    assert f"{metric}={value:.4f}" in out, out
+
+
 # -- 3. real runs through the command line ----------------------------------------------------
 
 
