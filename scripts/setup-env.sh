@@ -8,5 +8,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
+# .[dev] includes the `tasks` extra (scikit-learn, mnist1d) that `lrsched train` needs.
 # compat mode puts the source tree on sys.path, so Hydra finds our hydra_plugins namespace
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat

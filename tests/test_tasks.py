@@ -12,7 +12,7 @@ from lightning_support import trainer
 from sklearn.datasets import load_digits
 
 from lightning_lrsched import ConfigError
-from lightning_lrsched.lightning import LRSchedule
+from lightning_lrsched.lightning import LRSchedule, attached_schedules
 from lightning_lrsched.tasks import (
     CNN1D,
     MLP,
@@ -189,8 +189,8 @@ def test_networks_shapes_and_reference_size():
     assert cnn(torch.zeros(3, 40)).shape == cnn(torch.zeros(3, 1, 40)).shape == (3, 10)
     # channels=25 is the paper's ConvBase: 5,210 parameters.
     assert sum(p.numel() for p in CNN1D(channels=25).parameters()) == 5210
-    with pytest.raises(ConfigError, match="in_length"):
-        CNN1D(in_length=2)
+    with pytest.raises(ConfigError, match="in_features"):
+        CNN1D(in_features=2)
 
 
 # ----------------------------------------------------------------------------- Classifier
@@ -236,8 +236,9 @@ def test_optimizer_only_classifier_takes_its_schedule_from_the_callback(tmp_path
     schedule = LRSchedule({"name": "linear"})
     run = trainer(tmp_path, callbacks=[schedule], max_epochs=1, limit_val_batches=0)
     run.fit(module, DigitsDataModule())
-    (config,) = run.lr_scheduler_configs
-    assert config.scheduler is schedule.scheduler
+    (scheduler,) = attached_schedules(run)
+    assert scheduler is schedule.scheduler
+    assert run.lr_scheduler_configs == []  # the callback steps it, Lightning's list is untouched
     assert run.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
 
 
@@ -250,3 +251,48 @@ def test_cnn1d_on_mnist1d_subset_learns(tmp_path, mnist1d_dir):
     run.fit(module, MNIST1DDataModule(cache_dir=mnist1d_dir))
     assert run.global_step == 120
     assert run.callback_metrics["val_acc"] > 0.45  # chance is 0.1; seeds 0-5 give 0.60-0.67
+
+
+# ----------------------------------------------------------------------------- the tasks extra
+
+# A fresh interpreter in which each package of the `tasks` extra in turn cannot be imported, as
+# when it is not installed (None in sys.modules is Python's documented way to make an import fail).
+_WITHOUT = """
+import json, sys
+from lightning_lrsched.tasks import DigitsDataModule, MNIST1DDataModule, MissingExtraError
+found = []
+for module, load in (
+    ("mnist1d", lambda: MNIST1DDataModule(cache_dir=sys.argv[1]).setup("fit")),
+    ("sklearn", lambda: DigitsDataModule().setup("fit")),
+):
+    sys.modules[module] = None
+    try:
+        load()
+    except MissingExtraError as err:
+        found.append({"package": err.package, "name": err.name, "message": str(err)})
+    del sys.modules[module]
+print(json.dumps(found))
+"""
+
+
+def test_missing_data_packages_name_the_extra(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from lightning_support import subprocess_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT, str(tmp_path / "empty-cache")],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    advice = "is not installed; the training tasks need it: pip install 'lightning-lrsched[tasks]'"
+    assert json.loads(done.stdout) == [
+        {"package": "mnist1d", "name": "mnist1d", "message": f"mnist1d {advice}"},
+        {"package": "scikit-learn", "name": "sklearn", "message": f"scikit-learn {advice}"},
+    ]

@@ -73,7 +73,7 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_cache: Path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
     monkeypatch.setenv("HYDRA_FULL_ERROR", "0")  # main() sets it with setdefault
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() rewrites it
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # run_app() sets it, as a shell would
     yield
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None  # a set HydraConfig would resolve ${hydra:...} for others
@@ -117,10 +117,11 @@ class Result:
 
 
 def run_app(argv: list[str], capfd: pytest.CaptureFixture[str]) -> Result:
-    """``lrsched train <argv>`` in this process (fd-level capture, as a terminal would see)."""
+    """``lrsched-train <argv>`` in this process (fd-level capture, as a terminal would see)."""
     code: int | str | None = 0
+    sys.argv = ["lrsched-train", *argv]  # restored by _isolated
     try:
-        main(list(argv), launch_argv=["lrsched", "train", *argv])
+        main()
     except SystemExit as exit_:
         code = exit_.code
     except Exception as err:  # the user would see a traceback
@@ -172,8 +173,10 @@ def test_every_option_composes_and_builds(group, option, hydra_conf, tmp_path):
     assert checked.steps_per_epoch >= 1
     assert checked.total_steps is not None and checked.total_steps >= checked.steps_per_epoch
     assert sum(p.numel() for p in checked.net.parameters()) > 0
-    x, _ = checked.datamodule.train_set[:4]
-    assert checked.net(x).shape == (4, checked.datamodule.num_classes)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    x, _ = datamodule.train_set[:4]
+    assert checked.net(x).shape == (4, datamodule.num_classes)
 
     # the whole planned schedule, step by step: every rate finite and >= 0
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -275,6 +278,10 @@ INVALID = [
         marks=pytest.mark.skipif(CORES >= 64, reason="64 cores here"),
     ),
     ("trainer.devices=0", "trainer.devices=0", [">= 1"]),
+    # Lightning's own complaints, blamed on the key they are about
+    ("trainer.devices=-1", "trainer.devices=-1", ["int > 0"]),
+    ("trainer.limit_train_batches=0.01", "trainer.limit_train_batches=0.01", ["at least"]),
+    ("trainer.val_check_interval=500", "trainer.val_check_interval=500", ["less than"]),
     pytest.param("trainer.accelerator=gpu", "trainer.accelerator", ["cpu"], marks=NO_CUDA),
     ("trainer.max_steps=-5", "trainer.max_steps", [">= -1"]),
     ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches", [">= 1"]),
@@ -294,12 +301,20 @@ INVALID = [
     ("scale_lr=linear", "reference_batch_size", [">= 1"]),
     ("on_plan_change=maybe", "on_plan_change='maybe'", ["continue"]),
     ("ckpt_path=missing.ckpt", "ckpt_path", ["not found", "no such", "does not exist"]),
+    ("optimized_metric=val_accuracy", "optimized_metric='val_accuracy'", ["val_acc"]),
+    ("optimized_metric=test_acc test=false", "optimized_metric='test_acc'", ["val_loss"]),
     # tracking
     ("logger.tracking_uri=ftp://x", "logger.tracking_uri", ["sqlite"]),
     # sweeps: refused before the first job
     ("scheduler=cosine,step", "scheduler=cosine,step", ["-m"]),
     # Lightning's DDP launcher re-runs the command line in each extra process: a nested sweep
     ("-m trainer=ddp scheduler=cosine,step", "trainer.strategy", ["ddp_spawn"]),
+    pytest.param(  # strategy=auto on two devices is DDP that re-runs the command too
+        "-m trainer.devices=2 scheduler=cosine,step",
+        "trainer.strategy='auto'",
+        ["ddp_spawn"],
+        marks=pytest.mark.skipif(CORES < 2, reason="one core"),
+    ),
     ("-m scheduler=cosine scheduler.warmup=10,5000", "scheduler.warmup=5000", ["shorter than"]),
     (
         "-m scheduler=cosine,step trainer.max_epochs=1,2 optimizer.lr=0.1,-1",
@@ -342,6 +357,9 @@ VALID = [
     "trainer=ddp",  # a single run may re-launch itself
     "logger=csv",
     "logger=none callbacks=none",
+    "optimized_metric=val_loss",
+    "optimized_metric=test_acc",
+    "fit=false optimized_metric=test_loss",
     "-m scheduler=cosine,step",
     "-m trainer=ddp_spawn scheduler=cosine,step",
 ]
@@ -372,6 +390,21 @@ def test_sweep_jobs_with_the_same_seed_train_identically(tmp_path, capfd):
     assert len(finals) == 2, result.out
     assert finals[0] == finals[1]
     assert (tmp_path / "multirun").exists()
+
+
+@pytest.mark.parametrize("metric", ["val_loss", "train_loss", "test_acc"])
+def test_train_returns_the_optimized_metric(metric, hydra_conf, tmp_path, capfd):
+    """What a sweep optimises is what ``optimized_metric`` names, as the run logged it."""
+    from lightning_lrsched.app.run import train_and_report
+
+    short = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2"]
+    cfg = compose_job(
+        [f"optimized_metric={metric}", *short, "logger=none", "callbacks=none"], tmp_path / "job"
+    )
+    value = train_and_report(cfg, check_config(cfg))
+    out = capfd.readouterr().out
+    assert math.isfinite(value)
+    assert f"{metric}={value:.4f}" in out, out
 
 
 # -- 3. real runs through the command line ----------------------------------------------------
@@ -434,6 +467,17 @@ def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
             {"MLFLOW_TRACKING_URI": "sqlite:///{cwd}/tracked.db"},
         ),
         "cfg_job": ([*module, "train", "--cfg", "job", "scheduler=onecycle"], {}),
+        # scikit-learn made unimportable, as when the `tasks` extra is not installed
+        "no_sklearn": (
+            [
+                sys.executable,
+                "-c",
+                "import sys, runpy; sys.modules['sklearn'] = None; "
+                "runpy.run_module('lightning_lrsched.app.train', run_name='__main__')",
+                "trainer.max_epochs=1",
+            ],
+            {},
+        ),
         "invalid": ([*_lrsched(), "train", "scheduler=cosin"], {}),
     }
 
@@ -628,4 +672,17 @@ def test_bad_value_in_a_real_process(cli):
     lines = run.err.strip().splitlines()
     assert len(lines) == 1, run.err
     assert lines[0].startswith(f"{ERROR_PREFIX}scheduler='cosin'") and "cosine" in lines[0]
+    assert not run.store.exists() and not (run.cwd / "outputs").exists()
+
+
+@pytest.mark.slow
+def test_missing_tasks_extra_is_one_line_naming_it(cli):
+    run = cli["no_sklearn"]
+    assert run.code == 2, run.err
+    assert run.out == ""
+    lines = run.err.strip().splitlines()
+    assert lines == [
+        f"{ERROR_PREFIX}data='DigitsDataModule': scikit-learn is not installed; the training "
+        "tasks need it: pip install 'lightning-lrsched[tasks]'"
+    ], run.err
     assert not run.store.exists() and not (run.cwd / "outputs").exists()

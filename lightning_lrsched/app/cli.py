@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import textwrap
@@ -243,14 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``lrsched`` with ``argv`` (default: the process's arguments); return the exit code."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["train"]:  # Hydra parses the rest: overrides, -m, --cfg job, ...
-        from .train import main as train_main
+TRAIN_MODULE = "lightning_lrsched.app.train"
 
-        train_main(args_list[1:], launch_argv=[sys.argv[0], *args_list])
-        return 0
+
+def run_train(args: Sequence[str]) -> NoReturn:
+    """``lrsched train ARGS``: replace this process with ``python -m lightning_lrsched.app.train
+    ARGS`` (same process id, so a scheduler's signals still reach it).
+
+    Hydra reads its overrides from ``sys.argv[1:]``, where ``train`` would be one too many; and
+    Lightning's DDP launcher starts each extra process by re-running ``sys.argv``. Running the
+    training module as its own command makes ``sys.argv`` right for both without rewriting it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = [sys.executable, "-m", TRAIN_MODULE, *args]
+    os.execv(sys.executable, command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``lrsched`` with ``argv`` (default: the process's arguments); return the exit code.
+
+    ``train`` does not return: it replaces this process (see :func:`run_train`)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["train"]:
+        run_train(args_list[1:])
     try:
         args, extra = build_parser().parse_known_args(argv)
         if args.command == "plot":  # overrides may also follow the options

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -121,10 +120,10 @@ def precheck(config_dir: str, argv: list[str]) -> str | None:
             except (HydraException, OmegaConfBaseException) as err:
                 return one_line(err)
             try:
-                check_config(cfg)
+                checked = check_config(cfg)
             except ConfigError as err:
                 return str(err).replace("\n", " ")
-            if multirun and _relaunches(cfg):
+            if multirun and checked.relaunches:
                 return (
                     f"trainer.strategy={cfg.trainer.strategy!r}: in a sweep Lightning would re-run "
                     "the whole command in each extra process (a nested sweep); use "
@@ -132,12 +131,3 @@ def precheck(config_dir: str, argv: list[str]) -> str | None:
                 )
     GlobalHydra.instance().clear()
     return None
-
-
-def _relaunches(cfg: Any) -> bool:
-    """True for DDP that starts its extra processes by re-running the command line."""
-    trainer = cfg.trainer
-    strategy = str(trainer.get("strategy", "auto"))
-    devices = trainer.get("devices", 1)
-    many = devices not in (1, "1") or int(trainer.get("num_nodes", 1) or 1) > 1
-    return many and strategy in ("ddp", "ddp_find_unused_parameters_true", "auto")

@@ -2,38 +2,37 @@
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from ..build import build_scheduler
-from ..errors import ConfigError, blamed_key
+from ..errors import ConfigError, HorizonError, blamed_key
 from ..lightning.optimizers import build_optimizer
 from ..lightning.trainer_info import lr_scale
-
-# what the training task logs (a plateau monitor must be one of them)
-TASK_METRICS = ("train_loss", "val_loss", "val_acc")
+from ..tasks.data import MissingExtraError
+from .horizon import horizon, quiet_lightning, relaunches_command
 
 
 @dataclass
 class Checked:
     """What the checks built and measured, reused for training."""
 
-    datamodule: Any
-    net: torch.nn.Module
-    total_steps: int | None
-    steps_per_epoch: int
+    net: torch.nn.Module  # built right after seeding: its initial weights depend on the seed only
+    total_steps: int | None  # Lightning's count of optimizer steps per rank (None: unbounded)
+    steps_per_epoch: int | None
     tracking_uri: str | None
+    relaunches: bool  # fit would start its extra processes by re-running the command line
 
 
 def _plain(cfg: Any) -> Any:
@@ -50,36 +49,17 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         raise ConfigError(key, _plain(node), f"cannot be built: {cause or err}") from None
 
 
-def estimate_horizon(
-    trainer: dict[str, Any], train_size: int, batch_size: int
-) -> tuple[int | None, int]:
-    """(total optimizer steps, steps per epoch) as Lightning will count them, from the config."""
-    devices = trainer.get("devices", 1)
-    strategy = str(trainer.get("strategy", "auto"))
-    world = 1
-    if isinstance(devices, int) and strategy.startswith("ddp"):
-        world = devices * int(trainer.get("num_nodes", 1) or 1)
-    batches = math.ceil(math.ceil(train_size / world) / batch_size)
-    limit = trainer.get("limit_train_batches")
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        batches = min(batches, limit)
-    elif isinstance(limit, float):
-        batches = int(batches * limit)
-    if batches < 1:
-        raise ConfigError("trainer.limit_train_batches", limit, "leaves no training batch")
-    accumulate = int(trainer.get("accumulate_grad_batches", 1) or 1)
-    per_epoch = math.ceil(batches / accumulate)
-    max_steps = trainer.get("max_steps", -1)
-    max_epochs = trainer.get("max_epochs")
-    if max_epochs is None:
-        max_epochs = 1000 if max_steps == -1 else -1
-    if max_epochs == -1:
-        return (None if max_steps == -1 else max_steps), per_epoch
-    total = per_epoch * max(max_epochs, 1)
-    return (min(total, max_steps) if max_steps != -1 else total), per_epoch
+def _blame_trainer(trainer: dict[str, Any], message: str) -> ConfigError:
+    """Lightning's complaint about the trainer config as one line naming the key."""
+    reason = message.strip().splitlines()[0].strip().removeprefix("cannot be built: ")
+    key = blamed_key(trainer, reason)
+    return ConfigError(f"trainer.{key}" if key else "trainer", trainer.get(key, "?"), reason)
 
 
-def _check_trainer(trainer: dict[str, Any]) -> None:
+def _check_trainer(trainer: dict[str, Any]) -> pl.Trainer:
+    """Refuse what Lightning would only notice once training starts (a CUDA device that is not
+    there, more CPU processes than cores), then build the Trainer the config describes: Lightning
+    validates the rest (strategy names, precision, ...) without starting anything."""
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", accelerator, "no CUDA device here; use cpu")
@@ -104,23 +84,53 @@ def _check_trainer(trainer: dict[str, Any]) -> None:
         value = trainer.get(key)
         if value is not None and (not isinstance(value, int) or value < low):
             raise ConfigError(f"trainer.{key}", value, f"must be a whole number >= {low}")
-    # Lightning validates the rest (strategy names, precision, ...) without starting anything;
-    # its start-up banner would bury a one-line error, so it is silenced here.
-    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [log.level for log in quiet]
     try:
-        for log in quiet:
-            log.setLevel(logging.WARNING)
-        _instantiate(OmegaConf.create(trainer), "trainer", logger=False, callbacks=[])
+        with quiet_lightning():
+            return _instantiate(OmegaConf.create(trainer), "trainer", logger=False, callbacks=[])
     except ConfigError as err:
-        reason = str(err.allowed).splitlines()[0].removeprefix("cannot be built: ")
-        key = blamed_key(trainer, reason)
-        raise ConfigError(
-            f"trainer.{key}" if key else "trainer", trainer.get(key, "?"), reason
-        ) from None
-    finally:
-        for log, level in zip(quiet, levels, strict=True):
-            log.setLevel(level)
+        raise _blame_trainer(trainer, str(err.allowed)) from None
+
+
+def _check_horizon(
+    trainer_cfg: dict[str, Any],
+    trainer: pl.Trainer,
+    module: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+) -> tuple[int | None, int | None]:
+    """Lightning's own count of this run's optimizer steps (see :mod:`.horizon`)."""
+    limit = trainer_cfg.get("limit_train_batches")
+    try:
+        total, per_epoch = horizon(trainer, module, datamodule)
+    except ConfigError:
+        raise
+    except (MisconfigurationException, ValueError, TypeError) as err:
+        raise _blame_trainer(trainer_cfg, str(err)) from None
+    if trainer.num_training_batches == 0 or trainer.limit_train_batches == 0:
+        raise ConfigError("trainer.limit_train_batches", limit, "leaves no training batch")
+    return total, per_epoch
+
+
+def classifier(plain: dict[str, Any], net: torch.nn.Module) -> Any:
+    """The LightningModule the app trains: ``net`` as a classifier with the configured optimizer
+    and schedule (built the same way for the checks and for training)."""
+    from ..tasks.models import Classifier
+
+    return Classifier(
+        net,
+        optimizer=plain["optimizer"],
+        scheduler=plain.get("scheduler"),
+        scale_lr=plain.get("scale_lr", "none"),
+        reference_batch_size=plain.get("reference_batch_size"),
+        on_plan_change=plain.get("on_plan_change", "error"),
+    )
+
+
+def logged_metrics(plain: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics a run of this config ends with: those of ``fit`` and ``test`` if they run."""
+    from ..tasks.models import Classifier
+
+    stages = [s for s in ("fit", "test") if plain.get(s, True)]
+    return tuple(m for stage in stages for m in Classifier.LOGGED_METRICS[stage])
 
 
 def tracking_uri(logger: dict[str, Any] | None) -> str | None:
@@ -137,13 +147,18 @@ def tracking_uri(logger: dict[str, Any] | None) -> str | None:
 
 
 def check_config(cfg: DictConfig) -> Checked:
-    """Every check that can run before training, in the order a user would fix them."""
+    """Every check that can run before training, in the order a user would fix them.
+
+    Builds the Trainer, the data, the network, the module and the schedule the config
+    describes, and takes the horizon the schedule is checked against from that Trainer (see
+    :mod:`.horizon`); nothing is launched and nothing is tracked.
+    """
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as err:  # interpolation errors from OmegaConf
         raise ConfigError("config", "?", str(err).splitlines()[0]) from None
-    trainer = plain.get("trainer") or {}
-    _check_trainer(trainer)
+    trainer_cfg = plain.get("trainer") or {}
+    trainer = _check_trainer(trainer_cfg)
     for key, allowed in (("on_plan_change", ("error", "continue")),):
         if plain.get(key) not in allowed:
             raise ConfigError(key, plain.get(key), f"must be one of {', '.join(allowed)}")
@@ -153,11 +168,18 @@ def check_config(cfg: DictConfig) -> Checked:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError("seed", seed, "must be a whole number >= 0")
     torch.manual_seed(seed)
-    datamodule = _instantiate(cfg.data, "data")
-    datamodule.setup("fit")
+    # The check's own copy of the data module, without loader worker processes: counting the
+    # batches creates the training iterator, and the count does not depend on them.
+    no_workers = {"num_workers": 0} if "num_workers" in (plain.get("data") or {}) else {}
+    datamodule = _instantiate(cfg.data, "data", **no_workers)
+    try:
+        datamodule.setup("fit")
+    except ConfigError as err:
+        raise ConfigError(f"data.{err.key}", err.value, err.allowed) from None
+    except MissingExtraError as err:  # the data packages are an extra of the library
+        raise ConfigError("data", type(datamodule).__name__, str(err)) from None
+    # every network takes its sizes from the data the same way (see lightning_lrsched.tasks)
     sizes = {"in_features": datamodule.num_features, "num_classes": datamodule.num_classes}
-    if "CNN1D" in str(plain["model"].get("_target_", "")):
-        sizes = {"in_length": datamodule.num_features, "num_classes": datamodule.num_classes}
     try:
         net = _instantiate(cfg.model, "model")(**sizes)
     except (ValueError, TypeError, RuntimeError) as err:
@@ -167,31 +189,59 @@ def check_config(cfg: DictConfig) -> Checked:
         raise ConfigError(
             f"model.{key}" if key else "model", plain["model"].get(key), str(err)
         ) from None
+    module = classifier(plain, net)
     ckpt = plain.get("ckpt_path")
     if ckpt not in (None, "last", "best", "hpc", "registry") and not Path(str(ckpt)).exists():
         raise ConfigError("ckpt_path", ckpt, "no such checkpoint file (or: last, best, hpc)")
-    total, per_epoch = estimate_horizon(trainer, len(datamodule.train_set), datamodule.batch_size)
-    optimizer = build_optimizer(net, plain["optimizer"])
+    total, per_epoch = _check_horizon(trainer_cfg, trainer, module, datamodule)
     scheduler = plain.get("scheduler")
     if scheduler:
+        _check_schedule(build_optimizer(net, plain["optimizer"]), scheduler, total, per_epoch)
+    logged = logged_metrics(plain)
+    metric = plain.get("optimized_metric", "val_acc")
+    if metric not in logged:
+        raise ConfigError(
+            "optimized_metric", metric, f"is never logged; this run logs {', '.join(logged)}"
+        )
+    return Checked(
+        net, total, per_epoch, tracking_uri(plain.get("logger")), relaunches_command(trainer)
+    )
+
+
+def _check_schedule(
+    optimizer: torch.optim.Optimizer,
+    scheduler: dict[str, Any],
+    total: int | None,
+    per_epoch: int | None,
+) -> None:
+    """Build the schedule on the Trainer's horizon, as ``configure_optimizers`` will."""
+    try:
         build_scheduler(optimizer, scheduler, total_steps=total, steps_per_epoch=per_epoch)
-        if scheduler.get("name") == "plateau":
-            monitor = scheduler.get("monitor", "val_loss")
-            if monitor not in TASK_METRICS:
-                raise ConfigError(
-                    "scheduler.monitor",
-                    monitor,
-                    f"is never logged; the task logs {', '.join(TASK_METRICS)}",
-                )
-    return Checked(datamodule, net, total, per_epoch, tracking_uri(plain.get("logger")))
+    except HorizonError as err:
+        if total is None:
+            raise HorizonError(
+                err.key,
+                err.value,
+                "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
+                "max_steps): set trainer.max_steps or trainer.max_epochs, or give it in steps",
+            ) from None
+        raise
+    if scheduler.get("name") == "plateau":
+        from ..tasks.models import Classifier
+
+        monitor = scheduler.get("monitor", "val_loss")
+        fit_metrics = Classifier.LOGGED_METRICS["fit"]
+        if monitor not in fit_metrics:
+            raise ConfigError(
+                "scheduler.monitor",
+                monitor,
+                f"is never logged; the task logs {', '.join(fit_metrics)}",
+            )
 
 
-def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None = None) -> float:
-    """Train (and test), print where the run is tracked; return the final validation accuracy."""
-    import lightning.pytorch as pl
-
-    from ..tasks.models import Classifier
-
+def train_and_report(cfg: DictConfig, checked: Checked) -> float:
+    """Train (and test), print where the run is tracked; return the metric ``optimized_metric``
+    names (as lightning-hydra-template's ``train`` does), so a sweep can optimise any of them."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)  # data order etc.
     logger = False
@@ -215,32 +265,35 @@ def train_and_report(cfg: DictConfig, checked: Checked, argv: list[str] | None =
     if not plain["trainer"].get("default_root_dir"):
         options["default_root_dir"] = _output_dir()  # checkpoints go there
     trainer = _instantiate(cfg.trainer, "trainer", **options)
-    module = Classifier(
-        checked.net,
-        optimizer=plain["optimizer"],
-        scheduler=plain.get("scheduler"),
-        scale_lr=plain.get("scale_lr", "none"),
-        reference_batch_size=plain.get("reference_batch_size"),
-        on_plan_change=plain.get("on_plan_change", "error"),
-    )
+    # A fresh data module, as configured (loader workers included): Lightning prepares and
+    # sets it up inside fit, on every rank. The schedule takes its horizon from this Trainer,
+    # through the same training_horizon() the checks read.
+    datamodule = _instantiate(cfg.data, "data")
+    module = classifier(plain, checked.net)
     if logger and trainer.is_global_zero:
         logger.log_hyperparams(_without_hydra(plain))
         if hasattr(logger, "log_config"):
             logger.log_config(_without_hydra(plain))
             logger.set_tags(_run_tags(plain, trainer.world_size))
-    if argv is not None:
-        sys.argv = argv  # Lightning's DDP launcher re-runs this command in the other processes
     if plain.get("fit", True):
-        trainer.fit(module, datamodule=checked.datamodule, ckpt_path=plain.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=plain.get("ckpt_path"))
     results: dict[str, float] = {
         k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1
     }
     if plain.get("test", True):
-        for row in trainer.test(module, datamodule=checked.datamodule, verbose=False):
+        for row in trainer.test(module, datamodule=datamodule, verbose=False):
             results.update({k: float(v) for k, v in row.items()})
+    metric = plain.get("optimized_metric", "val_acc")
     if trainer.is_global_zero:
-        report(results, logger)
-    return results.get("val_acc", float("nan"))
+        report(results, logger, metric)
+    if metric not in results:  # e.g. trainer.limit_val_batches=0: validation never ran
+        print(
+            f"lrsched train: warning: optimized_metric={metric!r} was not logged by this run "
+            f"(it logged {', '.join(sorted(results)) or 'nothing'}); returning nan",
+            file=sys.stderr,
+        )
+        return float("nan")
+    return results[metric]
 
 
 def _output_dir() -> str:
@@ -276,11 +329,10 @@ def _without_hydra(plain: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in plain.items() if k != "hydra"}
 
 
-def report(results: dict[str, float], logger: Any) -> None:
+def report(results: dict[str, float], logger: Any, optimized_metric: str = "val_acc") -> None:
     """Print the final metrics, where the run is, and how to open it in the MLflow UI."""
-    shown = {
-        k: results[k] for k in ("val_loss", "val_acc", "test_loss", "test_acc") if k in results
-    }
+    names = ("val_loss", "val_acc", "test_loss", "test_acc", optimized_metric)
+    shown = {k: results[k] for k in dict.fromkeys(names) if k in results}
     print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     uri = getattr(logger, "tracking_uri", None)
     if logger and uri and getattr(logger, "version", None):

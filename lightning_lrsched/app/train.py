@@ -28,31 +28,30 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-_LAUNCH_ARGV: list[str] = []  # the command as typed, for Lightning's DDP launcher
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _app(cfg: DictConfig) -> Any:
     try:
-        checked = check_config(cfg)
-        return train_and_report(cfg, checked, argv=_LAUNCH_ARGV or None)
+        return train_and_report(cfg, check_config(cfg))
     except ConfigError as err:
         _fail(str(err).replace("\n", " "))
 
 
-def main(argv: list[str] | None = None, *, launch_argv: list[str] | None = None) -> None:
-    """Entry point: ``argv`` are Hydra overrides and flags (``-m``, ``--cfg job``, ...);
-    ``launch_argv`` is the full command line to re-run for extra DDP processes."""
+def main() -> None:
+    """Entry point: the process's arguments are Hydra overrides and flags (``-m``,
+    ``--cfg job``, ...), checked for every job before Hydra starts.
+
+    ``sys.argv`` is read, never rewritten: it is the command that started this process, which
+    is what Lightning's DDP launcher re-runs for the extra processes (with Hydra's run
+    directory added). ``lrsched train ...`` gets here by replacing its process with
+    ``python -m lightning_lrsched.app.train ...`` (see :func:`lightning_lrsched.app.cli.main`).
+    """
     register_configs()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    _LAUNCH_ARGV[:] = list(sys.argv) if launch_argv is None else launch_argv
     from .precheck import precheck
 
-    problem = precheck(CONFIG_PATH, argv)
+    problem = precheck(CONFIG_PATH, sys.argv[1:])
     if problem is not None:
         _fail(problem)
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
-    sys.argv = [sys.argv[0], *argv]
     _app()
 
 

@@ -3,15 +3,21 @@
 Both hold the whole data set in memory as tensors (a few hundred kilobytes), split it
 deterministically from ``seed`` and serve it through plain ``DataLoader``s, so Lightning's
 distributed samplers and ``seed_everything`` work on them as on any other data module.
+
+Their data packages (scikit-learn, mnist1d) are the optional ``tasks`` extra, not requirements of
+the scheduling library: without them, loading the data raises :class:`MissingExtraError`,
+which names the package and the extra to install.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import ModuleType
 
 import lightning.pytorch as pl
 import numpy as np
@@ -19,6 +25,35 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..errors import ConfigError
+
+#: What ``pip install`` needs to add the training tasks' data packages.
+TASKS_EXTRA = "lightning-lrsched[tasks]"
+
+
+class MissingExtraError(ImportError):
+    """A data package of the ``tasks`` extra is not installed; the message says what to install.
+
+    ``package`` is the distribution's name (``scikit-learn``), ``name`` the module that failed.
+    """
+
+    def __init__(self, package: str, module: str) -> None:
+        self.package = package
+        super().__init__(
+            f"{package} is not installed; the training tasks need it: pip install '{TASKS_EXTRA}'",
+            name=module,
+        )
+
+
+def _import_extra(module: str, package: str) -> ModuleType:
+    """``module`` from the ``tasks`` extra, or :class:`MissingExtraError` naming ``package``."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        top = module.split(".")[0]
+        if err.name is not None and err.name.split(".")[0] == top:  # not a missing dependency of it
+            raise MissingExtraError(package, top) from None
+        raise
+
 
 #: The MNIST-1D reference generator seed (``mnist1d.data.get_dataset_args()``).
 MNIST1D_REFERENCE_SEED = 42
@@ -38,8 +73,7 @@ def _split_off(
     y: np.ndarray, indices: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (kept, taken) with ``fraction`` of them taken, stratified by ``y``."""
-    from sklearn.model_selection import train_test_split
-
+    train_test_split = _import_extra("sklearn.model_selection", "scikit-learn").train_test_split
     kept, taken = train_test_split(
         indices, test_size=fraction, random_state=seed, stratify=y[indices]
     )
@@ -133,8 +167,7 @@ class DigitsDataModule(_InMemoryDataModule):
         """Load, split and standardize once; later calls are free."""
         if self.train_set is not None:
             return
-        from sklearn.datasets import load_digits
-
+        load_digits = _import_extra("sklearn.datasets", "scikit-learn").load_digits
         x, y = load_digits(return_X_y=True)
         rest, test = _split_off(y, np.arange(len(y)), self.test_fraction, self.seed)
         train, val = _split_off(y, rest, self.val_fraction / (1 - self.test_fraction), self.seed)
@@ -173,8 +206,8 @@ def mnist1d_cache_path(
 def _generate_mnist1d(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     """Run the reference generator offline (``make_dataset``; never ``get_dataset``, which
     downloads), leaving the global ``random`` and ``numpy`` generators as they were."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
+    reference = _import_extra("mnist1d.data", "mnist1d")
+    get_dataset_args, make_dataset = reference.get_dataset_args, reference.make_dataset
     args = get_dataset_args()
     args.num_samples = num_samples
     args.seed = seed

@@ -2,13 +2,15 @@
 
 The networks are plain ``nn.Module``s with simple constructor arguments, so a Hydra config can
 build them with ``_target_`` and hand them to :class:`Classifier`, whose optimizer and schedule
-come from this package (:func:`lightning_lrsched.configure_optimizers`).
+come from this package (:func:`lightning_lrsched.configure_optimizers`). Every network takes the
+same two size arguments first, ``in_features`` and ``num_classes``, which a data module of
+:mod:`lightning_lrsched.tasks.data` supplies (``num_features``, ``num_classes``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -74,7 +76,8 @@ class CNN1D(nn.Module):
     classifier. The reference is ``channels=25``, ``kernel_sizes=(5, 3, 3)``, ``stride=2``,
     ``padding=1`` on signals of length 40 (about 5k parameters, ~94% test accuracy).
     ``dropout`` applies before the classifier. Inputs are ``(batch, length)`` or
-    ``(batch, 1, length)``.
+    ``(batch, 1, length)``; ``in_features`` is that length, so every network here takes the
+    same size arguments (``in_features``, ``num_classes``) from the data module.
 
     On the reference MNIST-1D split, ``channels=32`` with AdamW ``lr=0.03``, ``onecycle``
     (``max_lr`` = that rate), batch 100 and 30 epochs (1080 steps) reaches 93-94.6% test
@@ -86,7 +89,7 @@ class CNN1D(nn.Module):
 
     def __init__(
         self,
-        in_length: int = 40,
+        in_features: int = 40,
         num_classes: int = 10,
         channels: int = 32,
         kernel_sizes: Sequence[int] = (5, 3, 3),
@@ -102,13 +105,15 @@ class CNN1D(nn.Module):
         _check_dropout(dropout)
         self.num_classes = num_classes
         layers: list[nn.Module] = []
-        length, width = in_length, 1
+        length, width = in_features, 1
         for kernel in kernel_sizes:
             layers += [nn.Conv1d(width, channels, int(kernel), stride, padding), nn.ReLU()]
             length = (length + 2 * padding - int(kernel)) // stride + 1
             width = channels
         if length < 1:
-            raise ConfigError("in_length", in_length, "is too short for these convolutions")
+            raise ConfigError(
+                "in_features", in_features, "is too short a signal for these convolutions"
+            )
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * length, num_classes)
@@ -135,6 +140,13 @@ class Classifier(pl.LightningModule):
     ``trainer.callback_metrics["train_loss"]`` is the epoch mean). The network is not saved as a
     hyperparameter: load a checkpoint with ``Classifier.load_from_checkpoint(path, net=...)``.
     """
+
+    #: The metrics this module logs, by the Trainer call that logs them: a plateau ``monitor``
+    #: must be one of the ``fit`` ones, the app's ``optimized_metric`` one of either.
+    LOGGED_METRICS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "fit": ("train_loss", "val_loss", "val_acc"),
+        "test": ("test_loss", "test_acc"),
+    }
 
     def __init__(
         self,

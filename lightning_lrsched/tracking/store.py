@@ -39,15 +39,91 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :])
 
 
+# HTTP statuses that say "not now" rather than "never": rate limiting, an overloaded or restarting
+# server, a proxy whose upstream is down or slow.
+TRANSIENT_HTTP_STATUSES = frozenset({408, 429, 502, 503, 504})
+# SQLite's primary result codes for another connection holding the database: busy, locked, and a
+# failed file-locking protocol (https://sqlite.org/rescode.html).
+TRANSIENT_SQLITE_CODES = frozenset({5, 6, 15})  # SQLITE_BUSY, SQLITE_LOCKED, SQLITE_PROTOCOL
+
+
 def is_transient(error: BaseException) -> bool:
-    """Errors worth retrying: a busy SQLite database, an unreachable or overloaded server."""
-    text = f"{type(error).__name__}: {error}".lower()
-    words = (
-        "database is locked", "database is busy", "connection", "temporarily unavailable",
-        "max retries", "timed out", "timeout", "503", "502", "504", "429", "broken pipe",
-        "remote end closed", "unable to open database",
-    )  # fmt: skip
-    return any(word in text for word in words)
+    """Errors worth retrying: a busy SQLite database, an unreachable, slow or overloaded server.
+
+    Decided by exception type, status code and error code, never by message text, for the
+    error and every exception it was raised from or while handling (MLflow's REST client
+    re-raises a refused connection as a plain ``MlflowException`` in its ``except`` block).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _transient_by_itself(current):
+            return True
+        # the chain Python prints: the explicit cause, else the exception being handled when
+        # this one was raised, unless `raise ... from None` hid it
+        if current.__cause__ is not None:
+            current = current.__cause__
+        else:
+            current = None if current.__suppress_context__ else current.__context__
+    return False
+
+
+def _transient_by_itself(error: BaseException) -> bool:
+    import sqlite3
+
+    if isinstance(error, ConnectionError | TimeoutError):  # refused, reset, broken pipe, timeout
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        code = getattr(error, "sqlite_errorcode", None)  # Python >= 3.11
+        # Python 3.10 does not say which: a failed operation (not a bad statement) is retried
+        return code is None or (code & 0xFF) in TRANSIENT_SQLITE_CODES
+    if _http_status(error) in TRANSIENT_HTTP_STATUSES:
+        return True
+    return _transient_transport_error(error)
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status an error carries: an ``HTTPError``'s response, or the status of an
+    ``MlflowException``'s error code (MLflow maps each code to one: TEMPORARILY_UNAVAILABLE,
+    which its SQL stores raise for a failed operation such as a locked database, to 503;
+    REQUEST_LIMIT_EXCEEDED and RESOURCE_EXHAUSTED to 429; DEADLINE_EXCEEDED to 504)."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return status
+    get_status = getattr(error, "get_http_status_code", None)
+    if callable(get_status) and isinstance(getattr(error, "error_code", None), str):
+        code = get_status()
+        return code if isinstance(code, int) else None
+    return None
+
+
+def _transient_transport_error(error: BaseException) -> bool:
+    """requests' and urllib3's own connection, timeout and retries-exhausted errors (they are
+    ``IOError``s, not ``ConnectionError``s). ``RetryError``: the server kept answering with a
+    status MLflow retries (429, 5xx) until MLflow's own retries ran out."""
+    try:
+        import requests
+    except ImportError:  # pragma: no cover - MLflow requires it
+        return False
+    transport = (
+        requests.exceptions.ConnectionError,
+        requests.exceptions.Timeout,
+        requests.exceptions.RetryError,
+        requests.exceptions.ChunkedEncodingError,
+    )
+    if isinstance(error, transport):
+        return True
+    from urllib3 import exceptions as urllib3_errors  # requests requires urllib3
+
+    return isinstance(
+        error,
+        urllib3_errors.MaxRetryError  # urllib3 retried a connection or a status and gave up
+        | urllib3_errors.ProtocolError
+        | urllib3_errors.TimeoutError
+        | urllib3_errors.NewConnectionError,
+    )
 
 
 def retrying(action: Callable[[], T], *, deadline: float = 60.0, what: str = "MLflow") -> T:

@@ -66,3 +66,5 @@ class TrainConfig:
     scale_lr: str = "none"
     reference_batch_size: int | None = None
     on_plan_change: str = "error"
+    # the metric train() returns (the value a sweep optimises): any metric the run logs
+    optimized_metric: str = "val_acc"
