@@ -112,8 +112,8 @@ def warmup_cfg(name: str, warmup: int, **params: Any) -> dict[str, Any]:
     return {"name": name, "warmup": warmup, **params}
 
 
-@reference_test("constant")
 # -- deterministic cases ----------------------------------------------------------------------
+@reference_test("constant")
 @pytest.mark.parametrize("total", [1, 2, 100, 257])
 def test_constant(total):
     check_parity({"name": "constant"}, hf.get_constant_schedule, total)
