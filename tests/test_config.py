@@ -12,15 +12,14 @@ from optimizers import make_optimizer
 from lightning_lrsched import STRATEGIES, build_scheduler
 from lightning_lrsched.app.schemas.schedulers import SCHEDULER_SCHEMAS
 
-# values for the parameters a schema leaves required
-REQUIRED = {
-    "step": {"step_size": 7},
-    "multistep": {"milestones": [20, 50]},
-    "exponential": {"gamma": 0.97},
-    "cyclic": {"max_lr": 0.5},
-    "sequence": {"phases": [{"name": "constant", "duration": 10}, {"name": "cosine"}]},
-    "chain": {"schedules": [{"name": "exponential", "gamma": 0.99}]},
-}
+
+def examples(name):
+    """The declared example values (what the packaged option sets, e.g. required parameters)."""
+    from lightning_lrsched.spec import NO_EXAMPLE
+
+    return {
+        k: p.example for k, p in STRATEGIES[name].params().items() if p.example is not NO_EXAMPLE
+    }
 
 
 def optimizer():
@@ -30,12 +29,12 @@ def optimizer():
 @pytest.mark.parametrize("name", sorted(SCHEDULER_SCHEMAS))
 def test_schema_defaults_are_the_builders_defaults(name):
     """A config filled in from the schema resolves to the same plan as the bare strategy."""
-    required = REQUIRED.get(name, {})
+    required = examples(name)
     schema = OmegaConf.structured(SCHEDULER_SCHEMAS[name])
     from_schema = OmegaConf.to_container(OmegaConf.merge(schema, required))
     bare = {"name": name, **required}
-    a = build_scheduler(optimizer(), from_schema, total_steps=100, steps_per_epoch=10)
-    b = build_scheduler(optimizer(), bare, total_steps=100, steps_per_epoch=10)
+    a = build_scheduler(make_optimizer((1e-3,)), from_schema, total_steps=100, steps_per_epoch=10)
+    b = build_scheduler(make_optimizer((1e-3,)), bare, total_steps=100, steps_per_epoch=10)
     assert a.description == b.description
 
 
