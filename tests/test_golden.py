@@ -692,6 +692,27 @@ TABLE = [
         1.0,
         [(0, 0.0), (1, 0.3333333333333333), (2, 0.6666666666666666), (3, 1.0), (24, 1.0)],
     ),
+    # -- cosine_with_min_lr --------------------------------------------------------------------
+    # r = min_lr_rate = 0.1, T = 10: lr = b * (r + (1 - r) * C(t, 10)), so 0.55 b halfway and
+    # r * b = 0.1 at t = T; t = 9: 0.1 + 0.9 * (1 + cos(0.9 pi)) / 2
+    Row(
+        "cosine_with_min_lr_rate",
+        {"name": "cosine_with_min_lr", "min_lr_rate": 0.1},
+        10,
+        None,
+        1.0,
+        [(0, 1.0), (5, 0.55), (9, 0.1220245676671809)],
+    ),
+    # min_lr 0.01 over the optimizer's lr 0.1: r = 0.1; warmup 2 (linear from 0), then
+    # T = 12 - 2: t = 1: b / 2; t = 7 (cosine step 5): 0.55 b; t = 11 (step 9): 0.12202... b
+    Row(
+        "cosine_with_min_lr_warmup",
+        {"name": "cosine_with_min_lr", "min_lr": 0.01, "warmup": 2},
+        12,
+        None,
+        0.1,
+        [(0, 0.0), (1, 0.05), (2, 0.1), (7, 0.055), (11, 0.012202456766718089)],
+    ),
     # -- plateau -------------------------------------------------------------------------------
     # factor 0.5, patience 1, threshold 0 (abs); values after steps 1..7: 3, 2, 2, 2, 2, 2, 2.
     # 3 and 2 improve; the 2 after step 3 is the 1st bad value (<= patience), after step 4 the

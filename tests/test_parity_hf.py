@@ -148,6 +148,21 @@ def test_cosine_with_warmup(total, warmup):
     )
 
 
+@reference_test("cosine_with_min_lr")
+@pytest.mark.parametrize(("total", "warmup"), CASES)
+@pytest.mark.parametrize("num_cycles", [0.5, 1.25])
+@pytest.mark.parametrize("floor", [{"min_lr_rate": 0.2}, {"min_lr": 0.003}, {"min_lr_rate": 0.0}])
+def test_cosine_with_min_lr(total, warmup, num_cycles, floor):
+    """Both ways of giving the floor; HF divides min_lr by the optimizer's own lr, as we do."""
+    check_parity(
+        warmup_cfg("cosine_with_min_lr", warmup, num_cycles=num_cycles, **floor),
+        lambda o: hf.get_cosine_with_min_lr_schedule_with_warmup(
+            o, warmup, total, num_cycles=num_cycles, **floor
+        ),
+        total,
+    )
+
+
 @reference_test("cosine_restarts")
 @pytest.mark.parametrize("num_cycles", [1, 2, 4, 8, 3, 2.5])
 @pytest.mark.parametrize(("total", "warmup"), CASES)

@@ -213,3 +213,53 @@ class WarmupStableDecay(ScaledSchedule):
         else:  # "1-sqrt"
             shape = 1.0 - math.sqrt(progress)
         return max(0.0, shape * (1.0 - self.min_lr_ratio) + self.min_lr_ratio)
+
+
+@register
+@dataclass(frozen=True, kw_only=True)
+class CosineWithMinLR(ScaledSchedule):
+    """Cosine from the base rate down to a floor: min_lr, or min_lr_rate of the base rate.
+
+    With ``p = t / T`` (``T``: the rest of training after the warmup) and ``r`` the floor's
+    share of the base rate: ``factor = max(0, r + (1 - r) * (1 + cos(2 pi num_cycles p)) / 2)``.
+    ``r = min_lr_rate``, or ``min_lr / lr`` with ``lr`` the optimizer's own rate, as Hugging Face
+    divides (so every group keeps the same share).
+
+    >>> s = CosineWithMinLR(min_lr_rate=0.1, length=10)
+    >>> [round(s.factor(t), 6) for t in (0, 5, 10)]
+    [1.0, 0.55, 0.1]
+    """
+
+    name = "cosine_with_min_lr"
+    reference = "HF get_cosine_with_min_lr_schedule_with_warmup"
+    min_lr: float | None = param(
+        "number", "the floor (over the optimizer's lr it is min_lr_rate)", None, ge=0.0
+    )
+    min_lr_rate: float | None = param(
+        "number", "the floor as a share of the base rate", None, ge=0.0, le=1.0, example=0.1
+    )
+    num_cycles: float = param("number", "cosine waves over training (0.5: one half)", 0.5, gt=0.0)
+    length: int = 0  # resolved: the steps the cosine spans (the rest of training)
+
+    @classmethod
+    def resolve(cls, read: Reader) -> CosineWithMinLR:
+        values = read.values()
+        if (values["min_lr"] is None) == (values["min_lr_rate"] is None):
+            raise read.error("min_lr", "set exactly one of min_lr and min_lr_rate")
+        if values["min_lr"] is not None:
+            optimizer = read.ctx.optimizer
+            lr = optimizer.defaults["lr"] if optimizer is not None else read.ctx.base_lrs[0]
+            if not lr > 0:
+                raise read.error("min_lr", f"needs an optimizer lr > 0 to divide by (it is {lr})")
+            values["min_lr_rate"], values["min_lr"] = values["min_lr"] / lr, None
+        if read.ctx.rest is None:
+            raise HorizonError(
+                read.key("name"), cls.name, "spans the rest of training, which is unknown here"
+            )
+        return cls(**values, length=read.ctx.rest)
+
+    def factor(self, step: int) -> float:
+        rate = self.min_lr_rate or 0.0
+        progress = float(step) / float(max(1, self.length))
+        shape = 0.5 * (1.0 + math.cos(math.pi * float(self.num_cycles) * 2.0 * progress))
+        return max(0.0, shape * (1 - rate) + rate)
