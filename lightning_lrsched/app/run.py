@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from ..build import build_scheduler
-from ..errors import ConfigError, HorizonError, blamed_key
+from ..errors import ConfigError, blamed_key
 from ..lightning.optimizers import build_optimizer
+from ..lightning.scheduling import build_for_horizon
 from ..lightning.trainer_info import lr_scale
 from ..tasks.data import MissingExtraError
 from .horizon import horizon, quiet_lightning, relaunches_command
@@ -215,17 +215,7 @@ def _check_schedule(
     per_epoch: int | None,
 ) -> None:
     """Build the schedule on the Trainer's horizon, as ``configure_optimizers`` will."""
-    try:
-        build_scheduler(optimizer, scheduler, total_steps=total, steps_per_epoch=per_epoch)
-    except HorizonError as err:
-        if total is None:
-            raise HorizonError(
-                err.key,
-                err.value,
-                "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
-                "max_steps): set trainer.max_steps or trainer.max_epochs, or give it in steps",
-            ) from None
-        raise
+    build_for_horizon(optimizer, scheduler, total, per_epoch, key_prefix="trainer.")
     if scheduler.get("name") == "plateau":
         from ..tasks.models import Classifier
 

@@ -14,6 +14,38 @@ from ..errors import HorizonError
 from .trainer_info import scale_base_rates, training_horizon
 
 
+def build_for_horizon(
+    optimizer: torch.optim.Optimizer,
+    config: Any,
+    total: int | None,
+    per_epoch: int | None,
+    *,
+    on_plan_change: str = "error",
+    key_prefix: str = "",
+) -> ScheduleLR:
+    """``build_scheduler`` on a Trainer's horizon; a schedule that needs the horizon when the
+    Trainer has none says which Trainer setting gives one (``key_prefix``: ``trainer.`` in the
+    app)."""
+    try:
+        return build_scheduler(
+            optimizer,
+            config,
+            total_steps=total,
+            steps_per_epoch=per_epoch,
+            on_plan_change=on_plan_change,
+        )
+    except HorizonError as err:
+        if total is None:
+            raise HorizonError(
+                err.key,
+                err.value,
+                "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
+                f"max_steps): set {key_prefix}max_steps or {key_prefix}max_epochs, or give "
+                "this length in steps",
+            ) from None
+        raise
+
+
 def schedule_for_trainer(
     trainer: pl.Trainer,
     optimizer: torch.optim.Optimizer,
@@ -27,23 +59,9 @@ def schedule_for_trainer(
     Trainer's horizon and epoch length in optimizer steps."""
     scaling = scale_base_rates(trainer, optimizer, scale_lr, reference_batch_size)
     total, per_epoch = training_horizon(trainer)
-    try:
-        scheduler = build_scheduler(
-            optimizer,
-            config,
-            total_steps=total,
-            steps_per_epoch=per_epoch,
-            on_plan_change=on_plan_change,
-        )
-    except HorizonError as err:
-        if total is None:
-            raise HorizonError(
-                err.key,
-                err.value,
-                "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
-                "max_steps): set max_steps or max_epochs, or give this length in steps",
-            ) from None
-        raise
+    scheduler = build_for_horizon(
+        optimizer, config, total, per_epoch, on_plan_change=on_plan_change
+    )
     if scaling is not None:
         rank_zero_info(
             f"lightning_lrsched: scale_lr={scaling['mode']}: global batch "

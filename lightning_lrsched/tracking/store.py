@@ -126,7 +126,7 @@ def _transient_transport_error(error: BaseException) -> bool:
     )
 
 
-def retrying(action: Callable[[], T], *, deadline: float = 60.0, what: str = "MLflow") -> T:
+def retrying(action: Callable[[], T], *, deadline: float = 60.0) -> T:
     """Run ``action``, retrying transient failures with jittered backoff until ``deadline`` s."""
     give_up = time.monotonic() + deadline
     delay = 0.05
@@ -155,7 +155,7 @@ def prepare_store(uri: str) -> None:
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            retrying(lambda: MlflowClient(uri).search_experiments(max_results=1), what="store")
+            retrying(lambda: MlflowClient(uri).search_experiments(max_results=1))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _prepared.add(uri)
