@@ -105,7 +105,7 @@ def trial(lr: str, scheduler: str, warmup: str) -> tuple[float, str, str]:
 def test_optuna_search_is_a_run_per_trial_and_keeps_the_best(tmp_path: Path) -> None:
     if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
         pytest.skip("hydra-optuna-sweeper is not installed (pip install lightning-lrsched[sweep])")
-    trials = 3
+    trials = 2
     argv = ["-m", "hparams_search=optuna", f"hydra.sweeper.n_trials={trials}", *SHORT, "test=false"]
     check(train(*argv, cwd=tmp_path))
     sweep = one_sweep(tmp_path)

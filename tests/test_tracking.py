@@ -514,7 +514,10 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
         assert len(before) >= 40 and len(during) >= 200, (len(before), len(during))
         typical = statistics.median(before)
         worst = max(during)
-        assert worst - typical < 0.05, (
+        # A step that waited on the store would wait out an HTTP attempt and a retry's backoff
+        # (seconds); scheduling noise on a loaded 2-core machine stays far below that.
+        assert statistics.median(during) < 2 * typical + 0.02, (typical, during)
+        assert worst - typical < 1.0, (
             f"a step took {worst * 1000:.0f} ms during the outage, typically "
             f"{typical * 1000:.0f} ms (p90 during: "
             f"{statistics.quantiles(during, n=10)[-1] * 1000:.0f} ms)"

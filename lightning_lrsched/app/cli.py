@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import yaml
 
 from ..errors import ConfigError
-from ..preview import OPTIMIZERS, Plan, plan_rates
-from ..registry import STRATEGIES
-from ..schedules.compose import WARMUP_SHAPES
+from ..spec import COMMON_PARAMS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from ..preview import Plan
 
 PROG = "lrsched"
 MAX_EPOCH_LINES = 20
@@ -161,6 +161,7 @@ def _mark_epochs(ax: Any, total: int, steps_per_epoch: int) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print every registered strategy (or one strategy's parameters in detail)."""
+    from ..registry import STRATEGIES
     from .generate import describe_lines, list_lines
 
     if args.name is not None:
@@ -170,9 +171,10 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print("\n".join(list_lines()))
     print()
+    shapes = "|".join(COMMON_PARAMS["warmup_type"].choices)
     print(
         "Every strategy also takes warmup (a duration, default 0), warmup_start_factor "
-        f"(default 0.0; wsd: min_lr_ratio) and warmup_type ({'|'.join(WARMUP_SHAPES)}); "
+        f"(default 0.0; wsd: min_lr_ratio) and warmup_type ({shapes}); "
         "a choice's first option is its default."
     )
     print(
@@ -186,6 +188,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_plot(args: argparse.Namespace) -> int:
     """Plan the schedule, draw it and write the PNG; print the PNG's path."""
+    from ..preview import plan_rates
+
     config = {"name": args.name, **parse_overrides(args.overrides)}
     try:
         plan = plan_rates(
@@ -218,6 +222,8 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``lrsched`` argument parser (its errors raise :class:`UsageError`)."""
+    from ..preview import OPTIMIZERS  # imported here: `lrsched train` hands over before this
+
     parser = _Parser(prog=PROG, description="Learning-rate schedules for PyTorch Lightning.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser(  # handled before parsing: Hydra reads its own arguments
