@@ -16,14 +16,23 @@ def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each of two xdist workers starts with half of the slow tests.
+    """Every xdist worker starts with its share of the slow tests.
 
-    ``--dist worksteal`` (scripts/test.sh) gives each worker one contiguous half of this order
-    and lets an idle worker take the rest of the other's queue. Slow tests first would put them
-    all on the first worker; alternating them over the two halves starts both workers on long
-    runs, and the many quick tests fill in around them.
+    ``--dist worksteal`` (scripts/test.sh) gives each worker one contiguous slice of this order
+    and lets an idle worker take the rest of another's queue. Slow tests simply first would put
+    them all on the first worker; dealing them out over the slices starts every worker on long
+    runs (mostly subprocesses that wait), and the many quick tests fill in around them.
     """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
     slow = [item for item in items if item.get_closest_marker("slow") is not None]
     quick = [item for item in items if item.get_closest_marker("slow") is None]
-    half = max(0, len(items) // 2 - len(slow[0::2]))  # the halves stay the same size
-    items[:] = slow[0::2] + quick[:half] + slow[1::2] + quick[half:]
+    size = -(-len(items) // workers)  # the slice each worker is given
+    ordered: list[pytest.Item] = []
+    for worker in range(workers):
+        own = slow[worker::workers]
+        take = max(0, min(len(quick), size * (worker + 1) - len(ordered) - len(own)))
+        ordered += own + quick[:take]
+        quick = quick[take:]
+    items[:] = ordered + quick
