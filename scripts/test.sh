@@ -8,6 +8,6 @@ bash scripts/setup-env.sh
 .venv/bin/ruff format --check .
 # One torch thread per process: the machine has 2 cores and the tests are tiny.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# Two workers that steal work from each other (tests/conftest.py starts the slow ones first): the
-# suite is many small single-threaded tests and a few long subprocess runs.
-.venv/bin/python -m pytest -q -n 2 --dist worksteal --durations=15 "$@"
+# Two workers (xdist's default distribution): measured faster than one, and than work stealing
+# with the slow tests spread over both workers, which overloads the 2 cores with DDP processes.
+.venv/bin/python -m pytest -q -n 2 --durations=15 "$@"
