@@ -13,4 +13,3 @@ torch.set_num_threads(1)
 def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One MNIST-1D cache for the session (generated on first use), never ~/.cache."""
     return tmp_path_factory.mktemp("lrsched-cache")
-
