@@ -7,7 +7,23 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
 # .[dev] includes the `tasks` extra (scikit-learn, mnist1d) that `lrsched train` needs.
-# compat mode puts the source tree on sys.path, so Hydra finds our hydra_plugins namespace
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
+# compat mode puts the source tree on sys.path, so Hydra finds our hydra_plugins namespace.
+EDITABLE=(-c constraints.txt -e ".[dev]" --config-settings editable_mode=compat)
+# uv installs the ~140 pinned packages in seconds where pip takes over two minutes (measured on a
+# clean clone, 2 cores). uv does not read pip's configuration, so it is pointed at the folder of
+# local wheels that holds the CPU build of torch; without it torch would be the multi-GB CUDA build.
+WHEELS=()
+if [ -d /opt/wheels ]; then
+  WHEELS=(--find-links /opt/wheels)
+fi
+if [ ! -x .venv/bin/uv ]; then
+  .venv/bin/python -m pip install -q uv || true
+fi
+if [ -x .venv/bin/uv ] &&
+  .venv/bin/uv pip install -q --python .venv/bin/python "${WHEELS[@]}" "${EDITABLE[@]}"; then
+  exit 0
+fi
+echo "setup-env: uv unavailable or failed; installing with pip" >&2
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q "${EDITABLE[@]}"

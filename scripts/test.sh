@@ -10,4 +10,4 @@ bash scripts/setup-env.sh
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # Two workers (xdist's default distribution): measured faster than one, and than work stealing
 # with the slow tests spread over both workers, which overloads the 2 cores with DDP processes.
-.venv/bin/python -m pytest -q -n 2 --durations=15 "$@"
+.venv/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 "$@"

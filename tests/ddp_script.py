@@ -6,7 +6,7 @@
 
     {"name": "...", "via": "helper" | "callback", "scheduler": {...}, "optimizer": {...},
      "max_epochs": 8, "offsets": [[rank 0's val_offset per epoch], [rank 1's ...]],
-     "lr_logger": false}
+     "lr_logger": false, "tracking_uri": null}
 
 Lightning's DDP launcher starts rank 1 by re-running this script with the same arguments (the
 first ``fit`` launches it; later Trainers find ``LOCAL_RANK`` set and reuse the process group).
@@ -14,6 +14,9 @@ Each rank writes ``OUT_DIR/<name>/rank<r>.json``: every optimizer step's (step, 
 every validation's local ``val_loss`` and the scheduler's resolved description. With
 ``lr_logger`` the case also has an ``LRLogger`` writing to a ``CSVLogger`` under
 ``OUT_DIR/<name>/logs`` and to a probe logger that records, per rank, the steps it was called for.
+With ``tracking_uri`` the case is tracked as a user would: ``TrackedModule`` (saved
+hyperparameters, ``train_loss`` per step and epoch), ``MLflowTracker`` (experiment ``<name>``)
+with ``RunTracking`` and ``LRLogger``; each rank records the run id its tracker knows.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lightning_support import RateRecorder, TinyModule
+from tracking_script import TrackedModule
 
 from lightning_lrsched.callbacks import LRLogger, LRSchedule
 from lightning_lrsched.lightning import attached_schedules
+from lightning_lrsched.tracking import MLflowTracker, RunTracking
 
 torch.set_num_threads(1)
 
@@ -100,17 +105,22 @@ def run_case(case: dict[str, Any], out: Path) -> None:
     rates = RateRecorder()
     validations = ValidationRecorder(offsets)
     callbacks: list[pl.Callback] = [RankOffsets(offsets), validations, rates]
+    module_class = TrackedModule if case.get("tracking_uri") else TinyModule
     if case["via"] == "callback":
-        module = TinyModule(scheduler=None, optimizer=case["optimizer"])
+        module = module_class(scheduler=None, optimizer=case["optimizer"])
         callbacks.append(LRSchedule(case["scheduler"]))
     else:
-        module = TinyModule(scheduler=case["scheduler"], optimizer=case["optimizer"])
+        module = module_class(scheduler=case["scheduler"], optimizer=case["optimizer"])
     loggers: list[Logger] | bool = False
-    probe = None
+    probe = tracker = None
     if case.get("lr_logger"):
         probe = RankProbe()
         loggers = [CSVLogger(save_dir=case_dir / "logs", name="csv"), probe]
         callbacks.append(LRLogger())
+    if case.get("tracking_uri"):
+        tracker = MLflowTracker(experiment_name=case["name"], tracking_uri=case["tracking_uri"])
+        loggers = [tracker]
+        callbacks += [RunTracking(), LRLogger()]
     trainer = pl.Trainer(
         strategy="ddp",
         accelerator="cpu",
@@ -140,6 +150,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         "rates": [[step, list(lrs), list(momenta)] for step, lrs, momenta in rates.rates],
         "validations": validations.records,
         "probe_lr_steps": None if probe is None else probe.lr_steps,
+        "run_id": None if tracker is None else tracker.version,
     }
     case_dir.mkdir(parents=True, exist_ok=True)
     path = case_dir / f"rank{trainer.global_rank}.json"

@@ -49,7 +49,7 @@ def race(out: Path, uri: str, index: int, points: int, barrier) -> None:
             longest_put = max(longest_put, time.perf_counter() - before)
         if step % 10 == 9:
             time.sleep(0.005)  # let the writer take a batch now and then
-    writer = tracker._writer  # finalize closes it; its counts stay readable
+    writer = tracker._writer  # its counts, read after the finalize
     tracker.finalize("success")
     result = {
         "run_id": tracker.version,

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,8 +27,10 @@ from pathlib import Path
 import pytest
 import torch
 from lightning_support import subprocess_env
+from mlflow import MlflowClient
 
-pytestmark = pytest.mark.slow
+# one worker runs the module, so the pair of DDP processes (ddp_run) starts once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ddp_script")]
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 WORLD_SIZE = 2
@@ -127,14 +130,32 @@ COSINE = {
     "offsets": ZERO,
 }
 
-CASES = {case["name"]: case for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE)}
+# Tracked as a user would (MLflowTracker + RunTracking + LRLogger); the store is set by ddp_run.
+TRACKED = {
+    "name": "tracked_helper",
+    "via": "helper",
+    "scheduler": {"name": "cosine", "warmup": "25%"},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+    "tracking_uri": None,
+}
+
+CASES = {
+    case["name"]: case for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED)
+}
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
+def ddp_run(tmp_path_factory, migrated_store):
     out = tmp_path_factory.mktemp("ddp")
+    shutil.copyfile(migrated_store, out / "mlflow.db")
+    cases = [dict(case) for case in CASES.values()]
+    for case in cases:
+        if "tracking_uri" in case:
+            case["tracking_uri"] = f"sqlite:///{out / 'mlflow.db'}"
     env = subprocess_env()
-    command = [sys.executable, str(SCRIPT), str(out), json.dumps(list(CASES.values()))]
+    command = [sys.executable, str(SCRIPT), str(out), json.dumps(cases)]
     # Own session, so that on a hang the launcher and the rank it started are killed together.
     proc = subprocess.Popen(
         command,
@@ -351,3 +372,30 @@ def test_lr_logger_logs_each_step_once_from_rank_zero(ddp_run):
         for group, lr, momentum in zip(GROUPS, lrs, momenta, strict=True):
             assert float(row[f"lr/SGD/{group}"]) == pytest.approx(lr, rel=1e-12), step
             assert float(row[f"momentum/SGD/{group}"]) == pytest.approx(momentum, rel=1e-12)
+
+
+def test_tracked_run_is_one_mlflow_run_every_rank_knows_every_step_once(ddp_run):
+    """One MLflow run, written by rank 0 only, that every rank knows (its id reaches rank 1),
+    holding every optimizer step's rate, momentum, weight decay and loss once, and the plots."""
+    out, all_results = ddp_run
+    rank0, rank1 = all_results["tracked_helper"]
+    run_id = rank0["run_id"]
+    assert run_id is not None and rank1["run_id"] == run_id
+
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tracked_helper")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == run_id
+    assert run.info.status == "FINISHED"
+    assert run.data.tags.get("lrsched.world_size") == str(WORLD_SIZE)
+    keys = [
+        *(f"{kind}/SGD/{group}" for kind in ("lr", "momentum", "weight_decay") for group in GROUPS),
+        "train_loss_step",
+    ]
+    for key in keys:
+        steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+        assert steps == list(range(TOTAL)), key
+    head = {m.step: m.value for m in client.get_metric_history(run_id, "lr/SGD/head")}
+    assert [head[step] for step in range(TOTAL)] == [lrs[0] for _, lrs, _ in rank0["rates"]]
+    artifacts = {a.path for a in client.list_artifacts(run_id, "schedule")}
+    assert artifacts == {"schedule/planned.png", "schedule/realised.png"}

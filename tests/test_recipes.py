@@ -278,33 +278,7 @@ def test_torchrun_script_refuses_without_its_settings(
 # -- compare.py on a real store ------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_compare_reads_the_runs_and_draws_them(tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    sweep = subprocess.run(
-        [
-            sys.executable, "-m", "lightning_lrsched.app.train", "-m",
-            "scheduler=constant,cosine", "logger.experiment_name=compare-schedulers",
-            "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
-        ],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
-    out = tmp_path / "curves.png"
-    done = subprocess.run(
-        [sys.executable, str(RECIPES / "compare_schedulers" / "compare.py"), "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].split() == ["strategy", "val_acc", "test_acc", "run"]
-    rows = [line.split() for line in lines[1:3]]
-    assert sorted(row[0] for row in rows) == ["constant", "cosine"]
-    val_acc = [float(row[1]) for row in rows]
-    assert val_acc == sorted(val_acc, reverse=True)
-    assert all(0 <= float(row[2]) <= 1 for row in rows)
-    assert lines[3] == f"wrote {out}"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+# (compare.py on a real sweep's runs: test_sweeps.py)
 
 
 def test_compare_says_so_when_the_experiment_has_no_run(tmp_path: Path) -> None:

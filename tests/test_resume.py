@@ -263,6 +263,7 @@ def killed_runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sigkill")  # one worker: the two interpreter starts happen once
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_resume_after_sigkill_is_exact(strategy, via, killed_runs, reference):

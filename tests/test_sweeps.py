@@ -2,12 +2,12 @@
 
 Every test runs the app as a subprocess in its own empty directory, with
 ``MLFLOW_TRACKING_URI`` unset, so the runs land in the default store ``sqlite:///mlflow.db``
-there; the tests then read that store back. What they pin down: a ``-m`` sweep over strategies
-is one experiment with one finished run per job; an Optuna search (``hparams_search=optuna``)
-makes one run per trial with the sampled values and reports the best of them; a DDP run whose
-extra process Lightning starts by re-running the command is still one Hydra output directory
-and one MLflow run; DDP that re-runs the command is refused in a sweep before anything starts,
-while ``ddp_spawn`` sweeps.
+there (a copy of an already migrated one, where the test runs training); the tests then read
+that store back. What they pin down: a ``-m`` sweep over strategies is one experiment with one
+finished run per job, which the ``compare_schedulers`` recipe reads and draws; an Optuna search
+(``hparams_search=optuna``) makes one run per trial with the sampled values and reports the best
+of them. (DDP runs and a ``ddp_spawn`` sweep through the command: ``test_horizon.py``; a sweep
+with DDP that re-runs the command is refused before anything starts: ``test_train_app.py``.)
 
 Each command pays a Python + Lightning start-up (several seconds); the training itself is a few
 batches of an MLP on scikit-learn's digits.
@@ -28,17 +28,22 @@ import yaml
 pytestmark = pytest.mark.slow
 
 EXPERIMENT = "lightning-lrsched"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 SHORT = ["trainer.max_epochs=1", "trainer.limit_train_batches=5", "trainer.limit_val_batches=2"]
 STRATEGIES = ["constant", "step", "cosine", "onecycle"]
 
 
-def train(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def app_env() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def train(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "lightning_lrsched.app.train", *args],
         cwd=cwd,
-        env=env,
+        env=app_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -66,11 +71,11 @@ def runs_by_experiment(cwd: Path) -> dict[str, list]:
     return found
 
 
-def the_runs(cwd: Path, count: int) -> list:
+def the_runs(cwd: Path, count: int, experiment: str = EXPERIMENT) -> list:
     """The runs of the one experiment in the store: ``count`` of them, all finished."""
     by_experiment = runs_by_experiment(cwd)
-    assert list(by_experiment) == [EXPERIMENT]
-    runs = by_experiment[EXPERIMENT]
+    assert list(by_experiment) == [experiment]
+    runs = by_experiment[experiment]
     assert len(runs) == count, [run.info.run_id for run in runs]
     assert [run.info.status for run in runs] == ["FINISHED"] * count
     return runs
@@ -88,23 +93,49 @@ def one_sweep(cwd: Path) -> Path:
     return sweeps[0]
 
 
-def test_multirun_over_strategies_is_one_experiment_with_a_run_per_job(tmp_path: Path) -> None:
-    result = train("-m", f"scheduler={','.join(STRATEGIES)}", *SHORT, "test=false", cwd=tmp_path)
-    check(result)
+def test_multirun_over_strategies_is_one_experiment_that_compare_reads(
+    tmp_path: Path, existing_store
+) -> None:
+    """The recipe ``compare_schedulers``: a ``-m`` sweep over strategies into one experiment
+    (one finished run per job, every step's rate in it), then ``compare.py`` reads the runs back
+    and draws them."""
+    existing_store(tmp_path)
+    experiment = ["logger.experiment_name=compare-schedulers"]
+    check(train("-m", f"scheduler={','.join(STRATEGIES)}", *SHORT, *experiment, cwd=tmp_path))
     assert len(job_dirs(one_sweep(tmp_path))) == len(STRATEGIES)
-    runs = the_runs(tmp_path, len(STRATEGIES))
+    runs = the_runs(tmp_path, len(STRATEGIES), experiment="compare-schedulers")
     assert sorted(run.data.params["scheduler/name"] for run in runs) == sorted(STRATEGIES)
     for run in runs:  # every optimizer step's rate reached the run
         assert any(key.startswith("lr/") for key in run.data.metrics), run.data.metrics
+
+    out = tmp_path / "curves.png"
+    compare = RECIPES / "compare_schedulers" / "compare.py"
+    done = subprocess.run(
+        [sys.executable, str(compare), "--out", str(out)],
+        cwd=tmp_path, env=app_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["strategy", "val_acc", "test_acc", "run"]
+    rows = [line.split() for line in lines[1 : 1 + len(STRATEGIES)]]
+    assert sorted(row[0] for row in rows) == sorted(STRATEGIES)
+    val_acc = [float(row[1]) for row in rows]
+    assert val_acc == sorted(val_acc, reverse=True)
+    assert all(0 <= float(row[2]) <= 1 for row in rows)
+    assert lines[1 + len(STRATEGIES)] == f"wrote {out}"
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 
 
 def trial(lr: str, scheduler: str, warmup: str) -> tuple[float, str, str]:
     return round(float(lr), 12), scheduler, warmup
 
 
-def test_optuna_search_is_a_run_per_trial_and_keeps_the_best(tmp_path: Path) -> None:
+def test_optuna_search_is_a_run_per_trial_and_keeps_the_best(
+    tmp_path: Path, existing_store
+) -> None:
     if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None:
         pytest.skip("hydra-optuna-sweeper is not installed (pip install lightning-lrsched[sweep])")
+    existing_store(tmp_path)
     trials = 2
     argv = ["-m", "hparams_search=optuna", f"hydra.sweeper.n_trials={trials}", *SHORT, "test=false"]
     check(train(*argv, cwd=tmp_path))
@@ -134,38 +165,3 @@ def test_optuna_search_is_a_run_per_trial_and_keeps_the_best(tmp_path: Path) -> 
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     best = max(run.data.metrics["val_acc"] for run in runs)
     assert math.isclose(results["best_value"], best, rel_tol=1e-6)
-
-
-def test_ddp_single_run_is_one_output_dir_and_one_mlflow_run(tmp_path: Path) -> None:
-    check(train("trainer=ddp", *SHORT, cwd=tmp_path))
-    outputs = list(tmp_path.glob("outputs/*/*"))
-    assert len(outputs) == 1, outputs
-    assert not (tmp_path / "multirun").exists()
-    assert [p.parent for p in tmp_path.rglob(".hydra")] == outputs
-    # the process Lightning started for rank 1 wrote its log into the same directory
-    assert (outputs[0] / "train_ddp_process_1.log").is_file(), sorted(os.listdir(outputs[0]))
-    (run,) = the_runs(tmp_path, 1)
-    assert run.data.params["trainer/strategy"] == "ddp"
-    assert run.data.params["trainer/devices"] == "2"
-
-
-def test_sweep_with_ddp_that_reruns_the_command_is_refused_before_anything_starts(
-    tmp_path: Path,
-) -> None:
-    result = train("-m", "trainer=ddp", "scheduler=cosine,step", *SHORT, cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("lrsched train: error: trainer.strategy=")
-    assert "ddp_spawn" in lines[0]
-    assert sorted(os.listdir(tmp_path)) == []  # no output directory, no MLflow store, no run
-
-
-def test_sweep_with_ddp_spawn_runs_every_job(tmp_path: Path) -> None:
-    # test=false: with ddp_spawn, trainer.test would spawn the processes a second time
-    argv = ["-m", "trainer=ddp_spawn", "scheduler=cosine,step", *SHORT, "test=false"]
-    check(train(*argv, cwd=tmp_path))
-    assert len(job_dirs(one_sweep(tmp_path))) == 2
-    runs = the_runs(tmp_path, 2)
-    assert sorted(run.data.params["scheduler/name"] for run in runs) == ["cosine", "step"]
-    assert {run.data.params["trainer/strategy"] for run in runs} == {"ddp_spawn"}

@@ -305,6 +305,63 @@ def test_trainer_run_logs_every_step_once_with_params_and_plots(in_tmp):
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags.get("mlflow.experimentKind") == "custom_model_development"
 
+    # A later stage (here validate) logs to the same run through the same writer process:
+    # starting another would cost a second MLflow import.
+    writers = writer_processes(run.info.run_id)
+    assert len(writers) == 1, writers
+    fit.validate(module)
+    assert writer_processes(run.info.run_id) == writers
+    (run,) = runs_of(client, "steps")
+    assert run.info.status == "FINISHED"
+    assert "val_loss" in run.data.metrics
+
+
+def test_idle_writer_process_ends_and_a_later_point_starts_another(tmp_path, existing_store):
+    """A writer process kept for a later stage does not outlive ``keep_alive`` seconds idle
+    (a notebook that fits many times keeps no process per fit)."""
+    from lightning_lrsched.tracking.writer import MetricWriter
+
+    uri = sqlite_uri(existing_store(tmp_path))
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("idle")).info.run_id
+    writer = MetricWriter(uri, run_id, flush_interval=0.05, keep_alive=1.0)
+    writer.put({"x": 1.0}, step=0)
+    assert writer.flush(timeout=60)
+    assert len(writer_processes(run_id)) == 1
+    deadline = time.monotonic() + 30
+    while writer_processes(run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert writer_processes(run_id) == [], "the idle writer process is still there"
+    writer.put({"x": 2.0}, step=1)
+    assert writer.close(timeout=60)
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "x")] == [
+        (0, 1.0),
+        (1, 2.0),
+    ]
+    assert writer_processes(run_id) == []
+
+
+def writer_processes(run_id: str) -> list[int]:
+    """The pids of this process's MLflow writer processes (``lightning_lrsched.tracking.sink``)
+    for ``run_id``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if (
+            parent == os.getpid()
+            and b"lightning_lrsched.tracking.sink" in command
+            and run_id.encode() in command
+        ):
+            found.append(int(entry.name))
+    return sorted(found)
+
 
 # -- 2. endings: exception, SIGTERM, SIGKILL -------------------------------------------------
 
@@ -351,6 +408,7 @@ def trainings(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("signals")  # with the other user of `trainings`: it starts once
 def test_sigterm_flushes_everything_and_marks_the_run_killed(trainings):
     training = trainings["term"]
     training.wait_for_marker()
@@ -371,6 +429,7 @@ def test_sigterm_flushes_everything_and_marks_the_run_killed(trainings):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("signals")  # with the other user of `trainings`: it starts once
 def test_sigkill_loses_at_most_the_last_flush_interval(trainings):
     training = trainings["kill"]
     training.wait_for_marker()
@@ -671,6 +730,7 @@ def files_containing(root: Path, secret: str) -> list[str]:
     ]
 
 
+@pytest.mark.xdist_group("redaction")  # with the other user of `redacted_run`
 @pytest.mark.parametrize(("fragment", "secrets", "params"), REDACTION_TABLE)
 def test_secrets_never_reach_the_store(redacted_run, fragment, secrets, params):
     root, logged, config_text, _, run = redacted_run
@@ -687,6 +747,7 @@ def test_secrets_never_reach_the_store(redacted_run, fragment, secrets, params):
             assert value in config_text, (key, value)
 
 
+@pytest.mark.xdist_group("redaction")
 def test_long_params_are_kept_whole_in_an_artifact(redacted_run):
     _, logged, config_text, long_params, _ = redacted_run
     assert "prompt_template" not in logged and "notes" not in logged  # not cut to 6000
@@ -755,39 +816,4 @@ def test_resume_continues_the_run_without_duplicates(in_tmp):
     assert saved_run_id(str(in_tmp / "resumed" / "epoch=3.ckpt")) == run_id
 
 
-# -- 7. DDP ----------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_ddp_one_run_every_rank_knows_it_every_step_once(tmp_path):
-    uri = sqlite_uri(tmp_path / "mlflow.db")
-    out, log = tmp_path / "out", tmp_path / "ddp.log"
-    out.mkdir()
-    config = {"mode": "ddp", "uri": uri}
-    proc = launch([sys.executable, str(TRAINING_SCRIPT), str(out), json.dumps(config)], out, log)
-    try:
-        proc.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the DDP run hung:\n{tail(log)}")
-    finally:
-        kill_group(proc)
-    assert proc.returncode == 0, tail(log)
-
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
-    assert [r["rank"] for r in ranks] == [0, 1]
-    assert all(r["world_size"] == 2 for r in ranks)
-    total = 2 * STEPS_PER_EPOCH // 2  # 2 epochs, each rank gets half of the 8 batches
-    assert ranks[0]["steps"] == ranks[1]["steps"] == list(range(total))
-    version = ranks[0]["version"]
-    assert version is not None and ranks[1]["version"] == version
-
-    client = MlflowClient(uri)
-    (run,) = runs_of(client, "ddp")
-    assert run.info.run_id == version
-    assert run.info.status == "FINISHED"
-    assert run.data.tags.get("lrsched.world_size") == "2"
-    assert_each_step_once(client, version, range(total))
-    head = values_by_step(client, version, "lr/SGD/head")
-    assert [head[step] for step in range(total)] == [lrs[0] for lrs in ranks[0]["lrs"]]
-    artifacts = {a.path for a in client.list_artifacts(version, "schedule")}
-    assert artifacts == {"schedule/planned.png", "schedule/realised.png"}
+# -- 7. DDP: tests/test_ddp.py (the tracked case of its pair of DDP processes) -------------

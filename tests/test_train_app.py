@@ -339,10 +339,8 @@ def test_bad_command_line_is_one_line_and_exit_2(line, key, allowed, tmp_path, c
     assert key in lines[0], lines[0]
     assert any(fragment in lines[0] for fragment in allowed), (allowed, lines[0])
     assert result.out.strip() == ""
-    assert not (tmp_path / "outputs").exists()  # Hydra never started
-    assert not (tmp_path / "multirun").exists()
-    assert [r for r in mlflow_runs(tmp_path / "mlflow.db") if r.info.status == "RUNNING"] == []
-    assert mlflow_runs(tmp_path / "mlflow.db") == []
+    # Hydra never started: no output directory, no MLflow store (so no run), nothing at all
+    assert sorted(os.listdir(tmp_path)) == []
 
 
 VALID = [
@@ -362,6 +360,11 @@ VALID = [
     "fit=false optimized_metric=test_loss",
     "-m scheduler=cosine,step",
     "-m trainer=ddp_spawn scheduler=cosine,step",
+    # the job's own directory, as Hydra resolves it in the job (single run and sweep)
+    "+callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint"
+    " +callbacks.ckpt.dirpath=${hydra:runtime.output_dir}/ckpt",
+    "-m scheduler=cosine,step +callbacks.ckpt._target_=lightning.pytorch.callbacks.ModelCheckpoint"
+    " +callbacks.ckpt.dirpath=${hydra:runtime.output_dir}/ckpt",
 ]
 
 
@@ -369,6 +372,7 @@ VALID = [
 def test_good_command_line_passes_the_checks(line, tmp_path):
     assert precheck(CONFIG_PATH, line.split()) is None
     assert not (tmp_path / "outputs").exists()
+    assert not (tmp_path / "multirun").exists()
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
@@ -445,28 +449,6 @@ def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
             ],
             {},
         ),
-        "csv": (
-            [
-                sys.executable,
-                "-m",
-                "lightning_lrsched.app.train",
-                "logger=csv",
-                "trainer.max_epochs=2",
-            ],
-            {},
-        ),
-        "plateau": (
-            [
-                *_lrsched(),
-                "train",
-                "scheduler=plateau",
-                "scheduler.warmup=5",
-                "optimizer.lr=0.005",
-                "trainer.max_epochs=2",
-            ],
-            {"MLFLOW_TRACKING_URI": "sqlite:///{cwd}/tracked.db"},
-        ),
-        "cfg_job": ([*module, "train", "--cfg", "job", "scheduler=onecycle"], {}),
         # scikit-learn made unimportable, as when the `tasks` extra is not installed
         "no_sklearn": (
             [
@@ -508,36 +490,27 @@ def _start_cli_runs(root: Path) -> dict[str, _Started]:
     return started
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _cli_started(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, _Started]]:
-    """The command-line runs start with this module when a selected test needs them, so their
-    start-up (mostly importing Lightning) overlaps the in-process tests."""
-    wanted = any(
-        "cli" in getattr(item, "fixturenames", ()) and item.module is request.module
-        for item in request.session.items
-    )
-    started = _start_cli_runs(tmp_path_factory.mktemp("cli")) if wanted else {}
-    yield started
-    for run in started.values():
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
-
-
 @pytest.fixture(scope="module")
-def cli(_cli_started: dict[str, _Started]) -> dict[str, CliRun]:
-    """Every command-line run, finished."""
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, CliRun]]:
+    """Every command-line run, started together (their start-up, mostly importing Lightning,
+    overlaps) and finished. The tests that read them share one xdist group, so one worker
+    starts them, once."""
+    started = _start_cli_runs(tmp_path_factory.mktemp("cli"))
     runs = {}
-    for name, run in _cli_started.items():
-        try:
-            code = run.process.wait(timeout=600)
-        except subprocess.TimeoutExpired:
-            run.process.kill()
-            code = run.process.wait()
-        runs[name] = CliRun(run.cwd, run.argv, code, run.out.read_text(), run.err.read_text())
-    return runs
+    try:
+        for name, run in started.items():
+            try:
+                code = run.process.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+                code = run.process.wait()
+            runs[name] = CliRun(run.cwd, run.argv, code, run.out.read_text(), run.err.read_text())
+        yield runs
+    finally:
+        for run in started.values():
+            if run.process.poll() is None:
+                run.process.kill()
+                run.process.wait()
 
 
 def _digits_steps_per_epoch(batch_size: int = 64) -> int:
@@ -567,6 +540,7 @@ def _assert_ok(run: CliRun) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("train_app_cli")
 def test_default_run_tracks_every_step_in_the_embedded_store(cli):
     run = cli["default"]
     _assert_ok(run)
@@ -606,6 +580,7 @@ def test_default_run_tracks_every_step_in_the_embedded_store(cli):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("train_app_cli")
 def test_mnist1d_experiment_trains(cli):
     run = cli["mnist1d"]
     _assert_ok(run)
@@ -623,12 +598,11 @@ def test_mnist1d_experiment_trains(cli):
     assert rates[0] == pytest.approx(0.02 / 25, rel=1e-6)
 
 
-@pytest.mark.slow
-def test_csv_logger_writes_metrics_and_no_store(cli):
-    run = cli["csv"]
-    _assert_ok(run)
-    assert not run.store.exists()
-    files = list((run.cwd / "outputs").rglob("metrics.csv"))
+def test_csv_logger_writes_metrics_and_no_store(tmp_path, capfd):
+    result = run_app(["logger=csv", "trainer.max_epochs=2"], capfd)
+    assert result.code in (0, None), result.err
+    assert not (tmp_path / "mlflow.db").exists()
+    files = list((tmp_path / "outputs").rglob("metrics.csv"))
     assert len(files) == 1, files
     with files[0].open() as handle:
         rows = list(csv.DictReader(handle))
@@ -638,12 +612,13 @@ def test_csv_logger_writes_metrics_and_no_store(cli):
     assert steps == list(range(2 * _digits_steps_per_epoch()))  # every optimizer step
 
 
-@pytest.mark.slow
-def test_plateau_with_warmup(cli):
-    run = cli["plateau"]
-    _assert_ok(run)
-    store = run.cwd / "tracked.db"  # MLFLOW_TRACKING_URI is honoured
-    assert store.exists() and not run.store.exists()
+def test_plateau_with_warmup(tmp_path, capfd, monkeypatch):
+    store = tmp_path / "tracked.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    argv = ["scheduler=plateau", "scheduler.warmup=5", "optimizer.lr=0.005", "trainer.max_epochs=2"]
+    result = run_app(argv, capfd)
+    assert result.code in (0, None), result.err
+    assert store.exists() and not (tmp_path / "mlflow.db").exists()  # the variable is honoured
     tracked = _one_run(store)
     assert tracked.info.status == "FINISHED"
     key = next(k for k in tracked.data.metrics if k.startswith("lr/"))
@@ -654,17 +629,17 @@ def test_plateau_with_warmup(cli):
     assert rates[5:] == pytest.approx([0.005] * (len(rates) - 5), rel=1e-9)
 
 
-@pytest.mark.slow
-def test_cfg_job_prints_the_composed_config(cli):
-    run = cli["cfg_job"]
-    _assert_ok(run)
-    cfg = yaml.safe_load(run.out)
+def test_cfg_job_prints_the_composed_config(tmp_path, capfd):
+    result = run_app(["--cfg", "job", "scheduler=onecycle"], capfd)
+    assert result.code in (0, None), result.err
+    cfg = yaml.safe_load(result.out)
     assert cfg["scheduler"]["name"] == "onecycle"
     assert {"data", "model", "optimizer", "trainer", "logger"} <= set(cfg)
-    assert not run.store.exists() and not (run.cwd / "outputs").exists()
+    assert sorted(os.listdir(tmp_path)) == []  # no store, no output directory
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("train_app_cli")
 def test_bad_value_in_a_real_process(cli):
     run = cli["invalid"]
     assert run.code == 2
@@ -676,6 +651,7 @@ def test_bad_value_in_a_real_process(cli):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("train_app_cli")
 def test_missing_tasks_extra_is_one_line_naming_it(cli):
     run = cli["no_sklearn"]
     assert run.code == 2, run.err

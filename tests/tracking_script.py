@@ -2,16 +2,15 @@
 
     python tests/tracking_script.py OUT_DIR CONFIG_JSON
 
-``CONFIG_JSON`` keys: ``mode`` ("signal" or "ddp"), ``uri`` (the store), and for "signal":
-``step_sleep`` (seconds slept in every training step) and ``marker_step``.
+``CONFIG_JSON`` keys: ``mode`` ("signal"), ``uri`` (the store), ``step_sleep`` (seconds slept in
+every training step) and ``marker_step``.
 
 - "signal": one process trains (practically) forever. After every optimizer step it appends
   ``"<step> <unix time>"`` to ``OUT_DIR/steps.txt`` (one ``write`` per line, so a SIGKILL loses
   nothing of it) and, once ``marker_step`` is done, creates ``OUT_DIR/marker``: the test then
   sends a signal. ``OUT_DIR/ended.txt`` says how ``fit`` ended, if it did.
-- "ddp": two CPU processes (gloo) train 2 epochs; Lightning's launcher starts rank 1 by
-  re-running this script with the same arguments. Each rank writes ``OUT_DIR/rank<r>.json``
-  with the run id its tracker knows (``tracker.version``) and the steps it took.
+
+(Tracking under DDP: the tracked case of ``tests/ddp_script.py``.)
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import lightning.pytorch as pl
 import torch
-from lightning.fabric.plugins.environments import LightningEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lightning_support import RateRecorder, TinyModule
+from lightning_support import TinyModule
 
 from lightning_lrsched.callbacks import LRLogger
 from lightning_lrsched.tracking import MLflowTracker, RunTracking
@@ -122,41 +120,11 @@ def run_signal(out: Path, config: dict) -> None:
         (out / "ended.txt").write_text(ended)
 
 
-def run_ddp(out: Path, config: dict) -> None:
-    pl.seed_everything(0, verbose=False)
-    tracker = MLflowTracker(experiment_name="ddp", tracking_uri=config["uri"])
-    rates = RateRecorder()
-    trainer = pl.Trainer(
-        strategy="ddp",
-        accelerator="cpu",
-        devices=2,
-        plugins=[LightningEnvironment()],  # not SLURM/torchelastic even when CI runs under one
-        max_epochs=2,
-        logger=tracker,
-        log_every_n_steps=1,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=out,
-        callbacks=[RunTracking(), LRLogger(), rates],
-    )
-    trainer.fit(TrackedModule(scheduler=COSINE, optimizer=OPTIMIZER))
-    result = {
-        "rank": trainer.global_rank,
-        "world_size": trainer.world_size,
-        "version": tracker.version,
-        "steps": [step for step, _, _ in rates.rates],
-        "lrs": [list(lrs) for _, lrs, _ in rates.rates],
-    }
-    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
-
-
 def main() -> None:
     out = Path(sys.argv[1])
     config = json.loads(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
-    {"signal": run_signal, "ddp": run_ddp}[config["mode"]](out, config)
+    run_signal(out, config)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ job or MLflow run exists.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import ConfigError
@@ -113,21 +116,43 @@ def precheck(config_dir: str, argv: list[str]) -> str | None:
     from .run import check_config
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        for combo in combos:
-            try:
-                cfg = compose("train", overrides=combo)
-            except (HydraException, OmegaConfBaseException) as err:
-                return one_line(err)
-            try:
-                checked = check_config(cfg)
-            except ConfigError as err:
-                return str(err).replace("\n", " ")
-            if multirun and checked.relaunches:
-                return (
-                    f"trainer.strategy={cfg.trainer.strategy!r}: in a sweep Lightning would re-run "
-                    "the whole command in each extra process (a nested sweep); use "
-                    "trainer=ddp_spawn for sweeps, or launch single runs with trainer=ddp"
-                )
-    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            for number, combo in enumerate(combos):
+                try:
+                    cfg = _compose_job(combo, number if multirun else None)
+                except (HydraException, OmegaConfBaseException) as err:
+                    return one_line(err)
+                try:
+                    checked = check_config(cfg)
+                except ConfigError as err:
+                    return str(err).replace("\n", " ")
+                if multirun and checked.relaunches:
+                    return (
+                        f"trainer.strategy={cfg.trainer.strategy!r}: in a sweep Lightning would "
+                        "re-run the whole command in each extra process (a nested sweep); use "
+                        "trainer=ddp_spawn for sweeps, or launch single runs with trainer=ddp"
+                    )
+    finally:
+        GlobalHydra.instance().clear()
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
     return None
+
+
+def _compose_job(overrides: list[str], job_number: int | None) -> DictConfig:
+    """The job's config with ``${hydra:...}`` resolvable, as in the job itself: a user's
+    ``+callbacks.x.dirpath=${hydra:runtime.output_dir}/ckpt`` must pass the check. The output
+    directory is the one Hydra would choose; nothing is created."""
+    cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    hydra = cfg.hydra
+    with open_dict(cfg):  # interpolations, resolved only where a value uses them
+        if job_number is None:
+            hydra.runtime.output_dir = "${hydra.run.dir}"
+        else:
+            hydra.job.num = job_number
+            hydra.runtime.output_dir = "${hydra.sweep.dir}/${hydra.sweep.subdir}"
+    HydraConfig.instance().set_config(cfg)  # resolves against cfg: the job gets a copy, as in Hydra
+    job = copy.deepcopy(cfg)
+    with open_dict(job):
+        del job["hydra"]
+    return job

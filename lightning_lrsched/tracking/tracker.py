@@ -203,16 +203,17 @@ class MLflowTracker(Logger):
     def finalize(self, status: str = "success") -> None:
         """Write everything, then mark the run FINISHED, FAILED or KILLED.
 
-        Lightning calls this after every stage (fit, then test): the writer process is closed
-        and a later stage's points start a new one for the same run. Lightning's SLURM requeue
-        handler passes "finished" for a preempted job: that, and a SIGTERM seen earlier, mark
-        the run KILLED.
+        Lightning calls this after every stage (fit, then test): everything queued is written
+        first; the writer process stays for a later stage's points (starting one costs an
+        MLflow import, seconds of CPU) and ends at interpreter exit, or when this process dies.
+        Lightning's SLURM requeue handler passes "finished" for a preempted job: that, and a
+        SIGTERM seen earlier, mark the run KILLED.
         """
         if not self._started:
             return
         if self.interrupted_by is not None or status == "finished":
             status = "killed"
-        self._close_writer(timeout=120)  # its process ends; a later stage starts another
+        self.flush(timeout=120)
         run_id = self._run_id
         state = _STATUS.get(status, "FAILED")
         retrying(lambda: self.experiment.set_terminated(run_id, state))
@@ -270,7 +271,7 @@ class MLflowTracker(Logger):
             self._hooks_installed = True
 
     def _writer_for_run(self) -> MetricWriter:
-        """The writer (started when first needed, again after a finalize closed it)."""
+        """The writer (started when first needed, again after a resume closed it)."""
         _ = self.run_id
         if self._writer is None:
             assert self._run_id is not None

@@ -7,7 +7,9 @@ here, off the hot path) and passes them through a pipe to a writer process
 (:mod:`~lightning_lrsched.tracking.sink`), which writes batches of at most 1,000 metrics with
 ``log_batch`` and retries through outages. The costly part of a write (MLflow's Python) so never
 competes with training for the interpreter lock. Memory is bounded by ``max_pending`` points
-waiting in this process; beyond it the oldest are dropped and counted (``dropped``).
+waiting in this process; beyond it the oldest are dropped and counted (``dropped``). The writer
+process outlives a flush, so that the stages of one run (fit, then test) share it, and ends
+after ``keep_alive`` seconds without points (a later point starts another).
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ class MetricWriter:
         flush_interval: float = 1.0,
         batch_size: int = MAX_METRICS_PER_BATCH,
         max_pending: int = 5_000_000,
+        keep_alive: float = 30.0,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
+        self.keep_alive = keep_alive
         self._pending: deque[tuple[int, int, Mapping[str, Any]]] = deque()
         self._pending_points = 0
         self._lock = threading.Lock()
@@ -132,19 +136,34 @@ class MetricWriter:
         raise RuntimeError("the MLflow writer process keeps failing")
 
     def _run(self) -> None:
+        last_delivery = time.monotonic()
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             points = self._take()
             if points or not self._idle.is_set():
                 self._deliver(points)
+                last_delivery = time.monotonic()
             with self._lock:
                 if not self._pending:
                     self._idle.set()
             if self._closing and self._idle.is_set():
-                if self._process is not None and self._process.stdin is not None:
-                    self._process.stdin.close()  # the writer process ends after its last write
+                self._end_process()
                 return
+            if self._idle.is_set() and time.monotonic() - last_delivery > self.keep_alive:
+                self._end_process()
+
+    def _end_process(self) -> None:
+        """The writer process ends after its last write (it reads the end of its input)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def _to_float(value: Any) -> float:
