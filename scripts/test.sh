@@ -8,6 +8,12 @@ bash scripts/setup-env.sh
 .venv/bin/ruff format --check .
 # One torch thread per process: the machine has 2 cores and the tests are tiny.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-# Two workers (xdist's default distribution): measured faster than one, and than work stealing
-# with the slow tests spread over both workers, which overloads the 2 cores with DDP processes.
+# The suite starts ~100 Python processes: each would compile torch, Lightning and MLflow again
+# without the .pyc files the first import writes (CI sets this variable; imports measured 2.5x
+# slower without them, and compiling every installed package up front costs more).
+unset PYTHONDONTWRITEBYTECODE
+# Two workers: measured faster than one, and than work stealing with the slow tests spread over
+# both workers (which overloads the 2 cores with DDP processes). loadgroup: the tests that share
+# an expensive fixture carry one xdist_group and run on one worker, so it is built once
+# (tests/test_xdist_groups.py checks that grouping works with the pinned pytest).
 .venv/bin/python -m pytest -q -n 2 --dist loadgroup --durations=15 "$@"
