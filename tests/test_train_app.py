@@ -36,6 +36,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
+from optimizers import make_optimizer
 
 from lightning_lrsched import STRATEGIES, build_scheduler
 from lightning_lrsched.app.precheck import precheck
@@ -153,6 +154,42 @@ def test_groups_offer_the_documented_options():
 
 
 # -- 1. every option composes and builds ------------------------------------------------------
+
+
+SCHEDULER_OPTIONS = [option for group, option in OPTIONS if group == "scheduler"]
+
+
+@pytest.mark.parametrize("option", SCHEDULER_OPTIONS)
+def test_every_scheduler_option_moves_the_rate_in_the_default_app(option, hydra_conf, tmp_path):
+    """Picking an option in the default app gives a visibly scheduled curve, not a constant
+    rate (``scheduler=cyclic`` once peaked at the optimizer's own rate: flat). A plateau
+    schedule is fed a validation metric that never improves, once per epoch."""
+    cfg = compose_job([f"scheduler={option}", "logger=none"], tmp_path / "job")
+    checked = check_config(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    optimizer = build_optimizer(checked.net, plain["optimizer"])
+    scheduler = build_scheduler(
+        optimizer,
+        plain["scheduler"],
+        total_steps=checked.total_steps,
+        steps_per_epoch=checked.steps_per_epoch,
+    )
+    rates = []
+    for step in range(checked.total_steps):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+        if scheduler.is_plateau and (step + 1) % checked.steps_per_epoch == 0:
+            scheduler.observe(1.0)
+    distinct = sorted(set(rates))
+    assert len(distinct) >= 3, f"scheduler={option}: the rate takes only {distinct}"
+    assert distinct[0] == 0 or distinct[-1] >= 2 * distinct[0], distinct  # visibly
+
+
+def test_cyclic_that_cannot_move_says_so():
+    optimizer = make_optimizer((0.01,))
+    with pytest.warns(UserWarning, match=r"cyclic: max_lr equals base_lr \(0.01\)"):
+        build_scheduler(optimizer, {"name": "cyclic", "max_lr": 0.01}, total_steps=100)
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 from ..registry import register
@@ -70,7 +71,7 @@ class Cyclic(Schedule):
         "per_group", "the rate at the top of a cycle", ge=0.0, example=0.01
     )
     base_lr: tuple[float, ...] | None = param(
-        "per_group", "the rate at the bottom of a cycle", GROUP_LR, ge=0.0
+        "per_group", "the rate at the bottom of a cycle", GROUP_LR, ge=0.0, example=0.001
     )
     step_size_up: int = param("duration", "steps from bottom to top", 2000, example="1ep")
     step_size_down: int | None = param(
@@ -94,6 +95,13 @@ class Cyclic(Schedule):
         for i, (low, high) in enumerate(zip(lows, values["max_lr"], strict=True)):
             if high < low:
                 raise read.error("max_lr", f"must be >= base_lr ({low}) for group {i}", high)
+        if all(low == high for low, high in zip(lows, values["max_lr"], strict=True)):
+            warnings.warn(
+                f"cyclic: max_lr equals base_lr ({', '.join(map(str, lows))}): the rate never "
+                "changes; set base_lr below max_lr (base_lr defaults to the optimizer's rate)",
+                UserWarning,
+                stacklevel=2,
+            )
         values.update(_momentum_range(read))
         return cls(**values)
 

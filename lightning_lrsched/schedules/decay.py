@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from ..registry import register
 from ..spec import REST, Reader, param
@@ -24,6 +25,8 @@ class Constant(ScaledSchedule):
 
     name = "constant"
     reference = "HF get_constant_schedule(_with_warmup)"
+    # the packaged option warms up (Hugging Face's constant_with_warmup): a visible schedule
+    EXAMPLE_KWARGS: ClassVar[dict[str, Any]] = {"warmup": "5%"}
 
     def factor(self, step: int) -> float:
         return 1.0
@@ -86,7 +89,7 @@ class Exponential(ScaledSchedule):
 
     name = "exponential"
     reference = "torch ExponentialLR"
-    gamma: float = param("number", "factor applied every step", gt=0.0, example=0.999)
+    gamma: float = param("number", "factor applied every step", gt=0.0, example=0.995)
 
     def factor(self, step: int) -> float:
         return self.gamma**step
@@ -156,6 +159,8 @@ class InverseSqrt(ScaledSchedule):
 
     name = "inverse_sqrt"
     reference = "HF get_inverse_sqrt_schedule"
+    # the packaged option warms up, which also sets the timescale (as in Hugging Face)
+    EXAMPLE_KWARGS: ClassVar[dict[str, Any]] = {"warmup": "10%"}
     timescale: int = param(
         "duration", "steps for the rate to halve, squared", None, shown="warmup length or 10000"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..registry import register
 from ..spec import Reader, param
@@ -38,12 +38,14 @@ class Plateau(Strategy):
 
     name = "plateau"
     reference = "torch ReduceLROnPlateau"
+    # the packaged option warms up, so its curve moves before the first plateau too
+    EXAMPLE_KWARGS: ClassVar[dict[str, Any]] = {"warmup": "5%"}
     nestable = False
     cycles_momentum = False
     monitor: str = param("text", "the metric to watch", "val_loss")
     mode: str = param("choice", "whether lower or higher is better", "min", choices=("min", "max"))
     factor: float = param("number", "multiplies the rate on a plateau", 0.1, gt=0.0, lt=1.0)
-    patience: int = param("integer", "values without improvement before reducing", 10)
+    patience: int = param("integer", "values without improvement before reducing", 10, example=2)
     threshold: float = param("number", "smallest change that counts", 1e-4, ge=0.0)
     threshold_mode: str = param(
         "choice", "threshold relative or absolute", "rel", choices=("rel", "abs")
