@@ -376,3 +376,37 @@ def test_run_tracking_plans_the_lr_schedule_callbacks_schedule(tmp_path, monkeyp
     artifacts = {a.path for a in client.list_artifacts(tracker.version, "schedule")}
     assert "schedule/planned.png" in artifacts
     assert saved_run_id(str(tmp_path / "ckpt" / "last.ckpt")) == tracker.version
+
+
+class LastBatchStalls(TinyModule):
+    """``train_loss`` (logged per step and per epoch) whose epoch mean falls every epoch while
+    the epoch's last batch is always 5.0: a plateau that read the last batch would see no
+    improvement at all."""
+
+    def training_step(self, batch, batch_idx):
+        value = 5.0 if batch_idx == self.trainer.num_training_batches - 1 else 1.0
+        value /= (
+            1.0 if batch_idx == self.trainer.num_training_batches - 1 else self.current_epoch + 1
+        )
+        loss = (self.net(batch[0]) * 0.0).sum() + value
+        self.log("train_loss", loss, on_step=True, on_epoch=True)
+        return loss
+
+
+def test_plateau_on_a_per_step_training_metric_watches_its_epoch_mean(tmp_path):
+    """Issue: ``monitor=train_loss`` with the default ``check_on: validation`` read the last
+    batch's value (validation ends inside the training epoch, before the epoch mean exists)."""
+    scheduler = {"name": "plateau", "monitor": "train_loss", "patience": 0, "factor": 0.5}
+    module = LastBatchStalls(scheduler=scheduler, optimizer={"name": "sgd", "lr": 0.1})
+    seen = []
+
+    class EpochMeans(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen.append(float(trainer.callback_metrics["train_loss"]))
+
+    rates = RateRecorder()
+    fit = trainer(tmp_path, [rates, EpochMeans()], max_epochs=4)
+    fit.fit(module)
+    # the epoch means fell every epoch (7 batches of 1/(epoch+1) and one of 5.0, over 8)
+    assert seen == pytest.approx([(7 / (e + 1) + 5) / 8 for e in range(4)])
+    assert {lrs for _, lrs, _ in rates.rates} == {(0.1,)}  # so the rate never dropped

@@ -21,13 +21,29 @@ def feeds_now(trainer: pl.Trainer, scheduler: ScheduleLR | None, moment: str) ->
     Only while fitting: ``trainer.validate()`` or ``test()`` after ``fit()`` (and the sanity
     check) runs the same validation hooks, but its metrics are no training progress and must
     not reduce the rate of a later fit or resume.
+
+    A monitor logged per training step (``self.log("train_loss", ..., on_step=True,
+    on_epoch=True)``) holds the epoch's *last batch* when validation ends, inside the epoch:
+    with ``check_on: validation`` such a metric is read at the end of the training epoch
+    instead, where it is the epoch's mean.
     """
     if scheduler is None or trainer.sanity_checking:
         return False
     if trainer.state.fn != TrainerFn.FITTING:
         return False
     controller = scheduler.controller
-    return controller is not None and controller.check_on == moment
+    if controller is None:
+        return False
+    if controller.check_on == "validation" and _logged_per_step(trainer, controller.monitor):
+        return moment == "train_epoch"
+    return controller.check_on == moment
+
+
+def _logged_per_step(trainer: pl.Trainer, monitor: str) -> bool:
+    """Whether ``monitor`` is a metric logged on every step and over the epoch (Lightning then
+    also shows it as ``<monitor>_step`` and, once an epoch ended, ``<monitor>_epoch``)."""
+    metrics = trainer.callback_metrics
+    return f"{monitor}_step" in metrics or f"{monitor}_epoch" in metrics
 
 
 def feed(trainer: pl.Trainer, scheduler: ScheduleLR) -> None:

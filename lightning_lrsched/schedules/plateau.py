@@ -26,7 +26,8 @@ class Plateau(Strategy):
 
     Metric-driven: ``update(value)`` records one value of ``monitor`` and may reduce the rates;
     in Lightning the value is read at the end of each validation (``check_on: train_epoch``: of
-    each training epoch) and averaged across ranks.
+    each training epoch; a metric logged per training step, such as ``train_loss``, always at the
+    epoch's end, as its epoch mean) and averaged across ranks.
 
     >>> c = Plateau(factor=0.5, patience=1, threshold=0.0, threshold_mode="abs", min_lr=(0.0,),
     ...             lrs=[1.0])
