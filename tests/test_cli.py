@@ -68,6 +68,23 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     assert_png(out)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sequence", "phases=[{name:linear,start_factor:0.1,end_factor:1.0,duration:10},"
+         "{name:cosine}]"],
+        ["chain", "schedules=[{name:linear,start_factor:0.1,end_factor:1.0,total_iters:10},"
+         "{name:cosine}]"],
+    ],
+    ids=["sequence", "chain"],
+)  # fmt: skip
+def test_plot_reads_values_as_train_does(argv: list[str], tmp_path: Path) -> None:
+    """The issue's commands: the value is Hydra's override grammar, as for ``lrsched train``."""
+    out = tmp_path / "p.png"
+    assert main(["plot", *argv, "--total-steps", "100", "--out", str(out)]) == 0
+    assert_png(out)
+
+
 def test_bad_parameter_is_one_line_and_exit_2(tmp_path: Path) -> None:
     result = run_cli("plot", "cosine", "eta_mn=0.1", "--total-steps", "100", cwd=tmp_path)
     assert result.returncode == 2
@@ -165,6 +182,17 @@ def test_help_exits_0(capsys: pytest.CaptureFixture) -> None:
         (["plot", "multistep", "milestones=[2ep,4ep", "--total-steps", "10"], "'[2ep,4ep'"),
         (["plot", "cosine", "warmup", "--total-steps", "10"], "'warmup'"),
         (["plot", "cosine", "warmup=1", "warmup=2", "--total-steps", "10"], "warmup"),
+        (["plot", "cosine", "warmup=1,2", "--total-steps", "10"], "not a sweep"),
+        (
+            [
+                "plot",
+                "sequence",
+                "phases=[{name:linear,duration:10,foo:1},{name:cosine}]",
+                "--total-steps",
+                "100",
+            ],
+            "scheduler.phases[0].foo=1: unknown parameter",
+        ),
         (["plot", "cosine", "--total-steps", "0"], "total_steps=0"),
         (["plot", "cosine", "--total-steps", "10", "--lr", "nan"], "lr=nan"),
         (["plot", "cosine", "--total-steps", "10", "--optimizer", "adam"], "--optimizer"),
@@ -211,6 +239,12 @@ def test_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
             "[{name: linear, duration: 10}, {name: cosine, eta_min: 1e-5}]",
             [{"name": "linear", "duration": 10}, {"name": "cosine", "eta_min": 1e-5}],
         ),
+        # Hydra's grammar needs no space after the colon (YAML read "name:linear" as one key)
+        (
+            "[{name:linear,start_factor:0.1,duration:10},{name:cosine}]",
+            [{"name": "linear", "start_factor": 0.1, "duration": 10}, {"name": "cosine"}],
+        ),
+        ("'quoted, with a comma'", "quoted, with a comma"),
     ],
 )
 def test_values_parse_like_hydra(text: str, value: object) -> None:

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import yaml
-
 from ..errors import ConfigError
 from ..spec import COMMON_PARAMS
 
@@ -43,48 +41,25 @@ class _Parser(argparse.ArgumentParser):
 # -- key=value overrides ------------------------------------------------------------------------
 
 
-class _HydraLoader(yaml.SafeLoader):
-    """YAML scalars as Hydra types them: true/false, null, decimal ints, floats incl. ``1e-4``.
-
-    PyYAML's YAML 1.1 rules differ (``1e-4`` is a string, ``on``/``yes`` are booleans,
-    ``010`` is octal, ``2024-01-01`` a date); everything not matched here stays a string.
-    """
-
-
-_HydraLoader.yaml_implicit_resolvers = {}
-for _tag, _pattern, _first in (
-    ("bool", r"(?i:true|false)", "tTfF"),
-    ("null", r"(?i:null)|~|", "nN~"),
-    ("int", r"[-+]?(?:0|[1-9][0-9_]*)", "-+0123456789"),
-    (
-        "float",
-        r"[-+]?(?:(?:[0-9][0-9_]*)?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?"
-        r"|[0-9][0-9_]*\.?[eE][-+]?[0-9]+|[0-9][0-9_]*\.|(?i:inf|nan))",
-        "-+0123456789.iInN",
-    ),
-):
-    _HydraLoader.add_implicit_resolver(
-        f"tag:yaml.org,2002:{_tag}", re.compile(f"^(?:{_pattern})$"), [*_first, ""]
-    )
-
-
 def parse_value(text: str) -> Any:
-    """One override value as Hydra types it; anything YAML cannot read stays a string.
+    """One override value read with Hydra's override grammar, as ``lrsched train`` reads it.
 
     >>> [parse_value(v) for v in ("5%", "2ep", "1e-4", "3", "true", "[30ep, 60ep]")]
     ['5%', '2ep', 0.0001, 3, True, ['30ep', '60ep']]
-    >>> parse_value("[{name: linear, duration: 10}, {name: cosine}]")
+    >>> parse_value("[{name:linear,duration:10},{name:cosine}]")
     [{'name': 'linear', 'duration': 10}, {'name': 'cosine'}]
     """
-    if text == "":
-        return ""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     try:
-        return yaml.load(text, Loader=_HydraLoader)  # a SafeLoader: builds plain data only
-    except yaml.YAMLError as err:
-        if text.lstrip().startswith(("[", "{")):
-            problem = getattr(err, "problem", None) or "not valid YAML"
-            raise UsageError(f"{text!r}: cannot parse the list or mapping ({problem})") from None
-        return text
+        (override,) = OverridesParser.create().parse_overrides([f"value={text}"])
+    except HydraException as err:
+        problem = str(err).strip().splitlines()[0] if str(err).strip() else "not valid"
+        raise UsageError(f"{text!r}: cannot read this value ({problem})") from None
+    if override.is_sweep_override():
+        raise UsageError(f"{text!r}: one value, not a sweep (a list is written [a,b])")
+    return override.value()
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
