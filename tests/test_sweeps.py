@@ -117,11 +117,14 @@ def test_multirun_over_strategies_is_one_experiment_that_compare_reads(
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["strategy", "val_acc", "test_acc", "run"]
+    # each row: the strategy and its key parameters (e.g. "constant warmup=5%"), val_acc,
+    # test_acc, the run's id
     rows = [line.split() for line in lines[1 : 1 + len(STRATEGIES)]]
     assert sorted(row[0] for row in rows) == sorted(STRATEGIES)
-    val_acc = [float(row[1]) for row in rows]
+    val_acc = [float(row[-3]) for row in rows]
     assert val_acc == sorted(val_acc, reverse=True)
-    assert all(0 <= float(row[2]) <= 1 for row in rows)
+    assert all(0 <= float(row[-2]) <= 1 for row in rows)
+    assert {row[-1] for row in rows} == {run.info.run_id[:8] for run in runs}
     assert lines[1 + len(STRATEGIES)] == f"wrote {out}"
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
 
