@@ -529,7 +529,7 @@ class Outage(pl.Callback):
 
 @pytest.mark.slow
 def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeypatch):
-    """The server is down ~30 s (stopped, then restarted on the same port and backend) while
+    """The server is down ~15 s (stopped, then restarted on the same port and backend) while
     training goes on. MLflow's HTTP client alone would retry a refused request for ~4 minutes
     (7 retries with exponential backoff); with its retries off, each write fails at once and
     the package's own writer retries: that is the behaviour under test, and the run does not
@@ -542,8 +542,8 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
     try:
         server.wait_healthy()
         startup = time.monotonic() - started
-        # down ~30 s in all: the wait, then the restart (a start takes ~2/3 of the first)
-        outage = Outage(server, at_step=60, restart_after=max(5.0, 30.0 - 0.7 * startup))
+        # down ~15 s in all: the wait, then the restart (a start takes ~2/3 of the first)
+        outage = Outage(server, at_step=60, restart_after=max(5.0, 15.0 - 0.7 * startup))
         clock = StepClock()
         tracker = MLflowTracker(experiment_name="outage", tracking_uri=server.uri)
         module = TrackedModule(optimizer=OPTIMIZER, n=256, step_sleep=0.03)
@@ -562,7 +562,7 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
         assert outage.was_down, "the server still answered after being stopped"
         assert outage.up_at is not None
         down_for = outage.up_at - outage.down_at
-        assert down_for >= 20, f"the outage lasted {down_for:.1f} s only"
+        assert down_for >= 10, f"the outage lasted {down_for:.1f} s only"
 
         # No step took longer while the server was down.
         steps = clock.intervals()
@@ -572,7 +572,7 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
             for start, end in steps
             if start >= outage.stopping_at and end <= outage.up_at
         ]
-        assert len(before) >= 40 and len(during) >= 200, (len(before), len(during))
+        assert len(before) >= 40 and len(during) >= 100, (len(before), len(during))
         typical = statistics.median(before)
         worst = max(during)
         # A step that waited on the store would wait out an HTTP attempt and a retry's backoff
@@ -594,7 +594,7 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
             for m in client.get_metric_history(run.info.run_id, "lr/SGD/head")
             if outage.down_wall * 1000 <= m.timestamp <= outage.up_wall * 1000
         ]
-        assert len(logged_while_down) >= 200
+        assert len(logged_while_down) >= 100
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "schedule")}
         assert "schedule/realised.png" in artifacts
         print(
