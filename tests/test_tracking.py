@@ -605,6 +605,126 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
         server.stop()
 
 
+class ServerComesBack(pl.Callback):
+    """Starts the server (not running when training started) at ``at_step``, from another
+    thread, and stops training ``steps_after`` steps after the tracker's kept run was sent."""
+
+    def __init__(self, server: MlflowServer, tracker: MLflowTracker, at_step: int) -> None:
+        self.server, self.tracker, self.at_step = server, tracker, at_step
+        self.steps_after = 30
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.up_at: float | None = None
+        self.sent_at_step: int | None = None
+        self.deadline = time.monotonic() + 300
+
+    def _start(self) -> None:
+        try:
+            self.server.start()
+            self.server.wait_healthy()
+            self.up_at = time.monotonic()
+        except BaseException as error:
+            self.error = error
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.at_step and self.thread is None:
+            assert self.tracker.unsent is not None  # kept on disk until now
+            self.thread = threading.Thread(target=self._start, daemon=True)
+            self.thread.start()
+        if self.sent_at_step is None and self.tracker.unsent is None:
+            self.sent_at_step = trainer.global_step
+        done = self.sent_at_step is not None and (
+            trainer.global_step - self.sent_at_step >= self.steps_after
+        )
+        if done or self.error is not None or time.monotonic() > self.deadline:
+            trainer.should_stop = True
+
+
+def tracking_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("lrsched tracking:")]
+
+
+@pytest.mark.slow
+def test_server_down_at_the_start_never_holds_training_and_the_run_is_sent_later(
+    tmp_path, monkeypatch, capfd
+):
+    """Training starts at once with the server down; the run is kept on disk. A first run ends
+    before the server answers: one line says where it is kept and how to send it; `lrsched
+    send` sends it later. A second run sees the server come up during training: it is sent
+    then, and the rest of its points go to the store as usual. Both runs end up complete."""
+    from lightning_lrsched.app.cli import main as lrsched
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LRSCHED_UNSENT_DIR", raising=False)
+    server = MlflowServer(tmp_path / "server")  # its port is free: nothing answers there yet
+    params = {"optimizer": {"name": "sgd", "lr": 0.05}, "note": "kept while down"}
+
+    # 1. The server never answers during the run.
+    started = time.monotonic()
+    first = MLflowTracker(experiment_name="down-at-start", tracking_uri=server.uri)
+    first.log_hyperparams(params)
+    first.set_tags({"lrsched.strategy": "cosine"})
+    clock = StepClock()
+    fit = make_trainer(tmp_path, [RunTracking(), LRLogger(), clock], logger=first, max_epochs=2)
+    fit.fit(TrackedModule(scheduler=COSINE, optimizer=OPTIMIZER))
+    first_step_after = clock.starts[0] - started  # was minutes: MLflow's retries, then a crash
+    assert first_step_after < 10, first_step_after
+    lines = tracking_lines(capfd.readouterr().err)
+    kept = first.unsent
+    assert kept is not None and kept.parent == tmp_path / "lrsched-unsent"
+    assert len(lines) == 2, lines
+    assert "does not answer; training goes on" in lines[0] and str(kept) in lines[0]
+    assert lines[1].endswith(f"send it with: lrsched send {kept.parent}"), lines[1]
+    first_steps = fit.global_step
+
+    # 2. The server comes up while the second run trains.
+    second = MLflowTracker(experiment_name="down-at-start", tracking_uri=server.uri)
+    comes_back = ServerComesBack(server, second, at_step=5)
+    clock = StepClock()
+    fit = make_trainer(
+        tmp_path, [RunTracking(), LRLogger(), clock, comes_back], logger=second,
+        max_epochs=100_000, limit_val_batches=0,
+    )  # fmt: skip
+    try:
+        fit.fit(TrackedModule(optimizer=OPTIMIZER, n=256, step_sleep=0.02))
+        assert comes_back.thread is not None
+        comes_back.thread.join(timeout=180)
+        if comes_back.error is not None:
+            raise comes_back.error
+        assert comes_back.sent_at_step is not None, "the kept run was never sent"
+        steps = [end - start for start, end in clock.intervals()[5:]]
+        typical = statistics.median(steps)
+        assert max(steps) - typical < 1.0, (typical, max(steps))  # nobody waited on the store
+        client = MlflowClient(server.uri)
+        run = client.get_run(second.version)
+        assert run.info.status == "FINISHED"
+        assert_each_step_once(client, run.info.run_id, range(fit.global_step))
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "schedule")}
+        assert artifacts == {"schedule/realised.png"}  # no schedule to plan; read back at the end
+        lines = tracking_lines(capfd.readouterr().err)
+        assert len(lines) == 2, "\n".join(lines)
+        assert lines[1].endswith(f"the kept run is now MLflow run {run.info.run_id}"), lines
+
+        # 3. `lrsched send` sends the first run, whole; sending again finds nothing.
+        assert lrsched(["send"]) == 0
+        out = capfd.readouterr().out
+        assert f"{kept.name}: sent as MLflow run" in out, out
+        (run,) = [r for r in runs_of(client, "down-at-start") if r.info.run_id != second.version]
+        assert run.info.status == "FINISHED"
+        assert_each_step_once(client, run.info.run_id, range(first_steps))
+        assert run.data.params["note"] == "kept while down"
+        assert run.data.params["optimizer/lr"] == "0.05"
+        assert run.data.tags["lrsched.strategy"] == "cosine"
+        assert run.data.tags["lrsched.world_size"] == "1"
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "schedule")}
+        assert artifacts == {"schedule/planned.png"}  # the realised curve is read from a store
+        assert lrsched(["send"]) == 0
+        assert capfd.readouterr().out.startswith("nothing to send")
+        print(f"first step {first_step_after:.1f} s after the tracker was made, server down")
+    finally:
+        server.stop()
+
+
 # -- 4. many processes on a fresh store ------------------------------------------------------
 
 RACERS = 8

@@ -256,6 +256,12 @@ INVALID = [
     ("data=imagenet", "data='imagenet'", ["digits"]),
     ("trainer=tpu", "trainer='tpu'", ["ddp_spawn"]),
     ("logger=wandb", "logger='wandb'", ["mlflow"]),
+    # a store MLflow refuses (the file store, MLflow >= 3.13): named with the fix
+    (
+        "logger.tracking_uri=file:./mlruns",
+        "logger.tracking_uri='file:./mlruns'",
+        ["use sqlite:///mlflow.db"],
+    ),
     ("experiment=nope", "experiment='nope'", ["mnist1d_cnn"]),
     ("scheduler=step scheduler.gama=0.5", "scheduler.gama", ["gamma"]),
     ("trainer.max_epoch=3", "trainer.max_epoch", ["max_epochs"]),
@@ -377,6 +383,17 @@ def test_bad_command_line_is_one_line_and_exit_2(line, key, allowed, tmp_path, c
     assert any(fragment in lines[0] for fragment in allowed), (allowed, lines[0])
     assert result.out.strip() == ""
     # Hydra never started: no output directory, no MLflow store (so no run), nothing at all
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_store_mlflow_refuses_from_the_environment_is_one_line(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:./mlruns")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    result = run_app(["trainer.max_epochs=1"], capfd)
+    assert result.code == 2, result.err
+    (line,) = result.err.strip().splitlines()
+    assert line.startswith(f"{ERROR_PREFIX}MLFLOW_TRACKING_URI='file:./mlruns': MLflow refuses")
+    assert "sqlite:///mlflow.db" in line and "MLFLOW_ALLOW_FILE_STORE=true" in line
     assert sorted(os.listdir(tmp_path)) == []
 
 

@@ -1,4 +1,4 @@
-"""The ``lrsched`` command line: ``train``, ``list`` and ``plot <name> [key=value ...]``.
+"""The ``lrsched`` command line: ``train``, ``list``, ``plot <name> [key=value ...]`` and ``send``.
 
 ``key=value`` overrides are read as Hydra reads them: ``gamma=0.5``, ``eta_min=1e-4``,
 ``three_phase=true``, ``warmup=5%``, ``milestones=[30ep,60ep]``,
@@ -195,6 +195,43 @@ def run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_send(args: argparse.Namespace) -> int:
+    """Send the runs kept on disk while their tracking server did not answer; exit status 1 if
+    one could not be sent (it stays kept, and sending again resumes it)."""
+    from ..tracking.spool import Spool, reachable, spool_root, unsent_runs
+    from ..tracking.store import resolve_uri
+
+    root = spool_root(args.directory)
+    if not root.is_dir():
+        raise UsageError(f"{str(root)!r}: no such directory (runs are kept in ./lrsched-unsent)")
+    uri = resolve_uri(args.tracking_uri) if args.tracking_uri else None
+    runs = [Spool(root)] if (root / "run.json").exists() else unsent_runs(root)
+    runs = [spool for spool in runs if not spool.sent]
+    if not runs:
+        print(f"nothing to send in {root}")
+        return 0
+    failed = 0
+    for spool in runs:
+        target = uri or spool.meta["tracking_uri"]
+        points = sum(1 for _ in spool.points())
+        if not reachable(target):
+            print(f"{spool.local_id}: {target} does not answer; kept", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            run_id = spool.send(uri)
+        except Exception as err:  # kept; the next send resumes it
+            reason = " ".join(str(err).split())[:300]
+            print(
+                f"{spool.local_id}: not sent ({type(err).__name__}: {reason}); kept",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        print(f"{spool.local_id}: sent as MLflow run {run_id} ({points} points) to {target}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lrsched`` argument parser (its errors raise :class:`UsageError`)."""
     from ..preview import OPTIMIZERS  # imported here: `lrsched train` hands over before this
@@ -222,6 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default sgd")
     plot.add_argument("--out", default="schedule.png", help="PNG to write (default schedule.png)")
     plot.set_defaults(run=run_plot)
+    sending = commands.add_parser(
+        "send",
+        help="send runs kept on disk while the tracking server did not answer",
+        description="Send every run kept on disk (./lrsched-unsent by default) to its store.",
+    )
+    sending.add_argument(
+        "directory",
+        nargs="?",
+        help="where the runs are kept, or one run (default ./lrsched-unsent)",
+    )
+    sending.add_argument("--tracking-uri", help="send to this store instead of the run's own")
+    sending.set_defaults(run=run_send)
     return parser
 
 

@@ -143,7 +143,8 @@ def tracking_uri(logger: dict[str, Any] | None) -> str | None:
     try:
         return resolve_uri(logger.get("tracking_uri"))
     except ConfigError as err:
-        raise ConfigError(f"logger.{err.key}", err.value, err.allowed) from None
+        key = f"logger.{err.key}" if err.key == "tracking_uri" else err.key  # or the variable
+        raise ConfigError(key, err.value, err.allowed) from None
 
 
 def check_config(cfg: DictConfig) -> Checked:
@@ -325,6 +326,8 @@ def report(results: dict[str, float], logger: Any, optimized_metric: str = "val_
     shown = {k: results[k] for k in dict.fromkeys(names) if k in results}
     print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     uri = getattr(logger, "tracking_uri", None)
+    if getattr(logger, "unsent", None) is not None:  # the tracker said where it is kept
+        return
     if logger and uri and getattr(logger, "version", None):
         experiment, run = logger.experiment_id, logger.version
         print(f"  MLflow run {run} in experiment {experiment}, store {uri}")

@@ -99,6 +99,8 @@ class RunTracking(Callback):
         from ..plotting import realised_rates_figure
 
         tracker.flush(timeout=120)
+        if tracker.unsent is not None:  # the curve is read back from the store: none yet
+            return
         figure = realised_rates_figure(tracker.experiment, tracker.run_id)
         if figure is not None:
             tracker.log_figure(figure, "schedule/realised.png")

@@ -8,11 +8,12 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 _SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file")
 _prepared: set[str] = set()
 T = TypeVar("T")
@@ -21,15 +22,37 @@ T = TypeVar("T")
 def resolve_uri(uri: str | None = None) -> str:
     """The given URI, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the cwd
     (MLflow's own default, so a plain ``mlflow ui`` started there shows the runs)."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    key = "tracking_uri"
+    if not uri and os.environ.get("MLFLOW_TRACKING_URI"):
+        key, uri = "MLFLOW_TRACKING_URI", os.environ["MLFLOW_TRACKING_URI"]
+    uri = uri or DEFAULT_URI
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
     if scheme not in _SCHEMES:
-        raise ConfigError(
-            "tracking_uri", uri, "must be a store URI: sqlite:///path.db or http://host:port"
-        )
+        raise ConfigError(key, uri, "must be a store URI: sqlite:///path.db or http://host:port")
+    if scheme == "file":
+        _check_file_store_accepted(key, uri)
     if uri == DEFAULT_URI:
         uri = f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     return uri
+
+
+def _check_file_store_accepted(key: str, uri: str) -> None:
+    """MLflow 3.13 and later refuse the file store (``./mlruns``) unless told otherwise: say so
+    in one line before training, not in a traceback at its first point. MLflow itself is asked
+    (opening the store is all it takes), so a version that accepts it passes."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as error:
+        reason = str(error).split(". ")[0].strip()
+        raise ConfigError(
+            key,
+            uri,
+            f"MLflow refuses this store ({reason}); use sqlite:///mlflow.db (`mlflow "
+            "migrate-filestore` moves old runs there) or set MLFLOW_ALLOW_FILE_STORE=true",
+        ) from None
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -159,3 +182,35 @@ def prepare_store(uri: str) -> None:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _prepared.add(uri)
+
+
+def get_or_create_experiment(client: Any, name: str) -> str:
+    """The experiment's id, creating it (tagged as model training) if another process did not
+    just do so."""
+
+    def find_or_create() -> str:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            try:
+                experiment_id = client.create_experiment(name)
+            except Exception:  # another process created it at the same moment
+                found = client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
+        return experiment_id
+
+    return retrying(find_or_create)
+
+
+def last_steps(client: Any, run_id: str) -> dict[str, int]:
+    """The last step of every metric already in a run, so a resume does not log them twice."""
+    run = retrying(lambda: client.get_run(run_id))
+    steps = {}
+    for key in run.data.metrics:
+        history = retrying(lambda key=key: client.get_metric_history(run_id, key))
+        steps[key] = max((m.step for m in history), default=-1)
+    return steps

@@ -3,6 +3,8 @@
 Metrics go through a :class:`MetricWriter` (batched, from a background thread, retried through
 outages). The run is created (or, after a resume, reopened) on first use, on rank zero only;
 ``RunTracking`` (the companion callback) tells every rank its id and saves it in checkpoints.
+A store that does not answer at that moment does not hold training up: the run is kept on local
+disk (:mod:`.spool`) and sent when it answers, or later with ``lrsched send``.
 Params are the flattened config with secrets redacted; values too long for a param go into
 the config artifact. The final status is FINISHED, FAILED or KILLED (interrupted or preempted).
 """
@@ -12,19 +14,22 @@ from __future__ import annotations
 import atexit
 import json
 import signal
+import sys
 import threading
+import time
 from argparse import Namespace
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .params import flatten_params, redact_config, split_long
-from .store import prepare_store, resolve_uri, retrying
+from .spool import Spool, apply_op, is_local_id, reachable, spool_root
+from .store import get_or_create_experiment, last_steps, prepare_store, resolve_uri, retrying
 from .writer import MetricWriter
 
-EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
 _STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 
 
@@ -38,6 +43,8 @@ class MLflowTracker(Logger):
         run_name, tags: of a new run.
         run_id: continue this run (set by ``RunTracking`` from a checkpoint when resuming).
         flush_interval: the writer's period in seconds (the most a SIGKILL can lose).
+        unsent_dir: where a run is kept while its store does not answer; default
+            ``$LRSCHED_UNSENT_DIR``, else ``./lrsched-unsent``.
     """
 
     def __init__(
@@ -48,6 +55,7 @@ class MLflowTracker(Logger):
         tags: Mapping[str, Any] | None = None,
         run_id: str | None = None,
         flush_interval: float = 1.0,
+        unsent_dir: str | None = None,
     ) -> None:
         super().__init__()
         self._experiment_name = experiment_name
@@ -59,6 +67,9 @@ class MLflowTracker(Logger):
         self._client: Any = None
         self._writer: MetricWriter | None = None
         self._flush_interval = flush_interval
+        self._unsent_root = spool_root(unsent_dir)
+        self._spool: Spool | None = None  # the run, while it is kept on disk
+        self._said_unsent = False
         self._lock = threading.RLock()
         self._finalized = False
         self._started = False  # the run exists (created or reopened) on this rank
@@ -85,14 +96,21 @@ class MLflowTracker(Logger):
 
     @property
     def experiment(self) -> Any:
-        """The ``MlflowClient`` (the store is prepared and the experiment exists; no run yet)."""
+        """The ``MlflowClient`` (the store is prepared and the experiment exists; no run yet).
+
+        Lightning asks for it as a fit starts: while the store does not answer, the client is
+        returned as it is (asking the store would wait out MLflow's retries, minutes).
+        """
         with self._lock:
             if self._client is None:
                 from mlflow import MlflowClient
 
+                if self._spool is not None or not reachable(self.tracking_uri):
+                    return MlflowClient(self.tracking_uri)
                 prepare_store(self.tracking_uri)
-                self._client = MlflowClient(self.tracking_uri)
-                self._experiment_id = retrying(self._get_or_create_experiment)
+                client = MlflowClient(self.tracking_uri)
+                self._experiment_id = get_or_create_experiment(client, self._experiment_name)
+                self._client = client
             return self._client
 
     @property
@@ -109,8 +127,15 @@ class MLflowTracker(Logger):
         with self._lock:
             if not self._started:
                 self._start_run()
+            self._adopt_sent_run()
             assert self._run_id is not None
             return self._run_id
+
+    @property
+    def unsent(self) -> Path | None:
+        """Where the run is kept while its store has not answered (None once it is there)."""
+        self._adopt_sent_run()
+        return None if self._spool is None else self._spool.path
 
     def resume(self, run_id: str) -> None:
         """Continue ``run_id`` instead of creating a run.
@@ -125,10 +150,14 @@ class MLflowTracker(Logger):
             if self._started:
                 if self._logged:
                     raise RuntimeError("the tracker already logged to another run")
-                empty = self._run_id
+                empty, spool = self._run_id, self._spool
                 self._close_writer()
-                retrying(lambda: self.experiment.delete_run(empty))
+                if spool is not None:
+                    spool.discard()
+                else:
+                    retrying(lambda: self.experiment.delete_run(empty))
                 self._started = False
+                self._spool = None
             self._run_id = run_id
 
     def adopt(self, run_id: str) -> None:
@@ -151,26 +180,12 @@ class MLflowTracker(Logger):
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
         """Log params: flattened, secrets redacted; values too long for MLflow go to the
         artifact ``config/long_params.json`` instead of being cut."""
-        from mlflow.entities import Param
-
         if isinstance(params, Namespace):
             params = vars(params)
-        params = _plain(params)
-        flat, long = split_long(flatten_params(params))
-        run_id = self.run_id
-        self._logged = True
-        client = self.experiment
-        existing = retrying(lambda: client.get_run(run_id)).data.params
-        fresh = [Param(k, v) for k, v in flat.items() if k not in existing]
-        for start in range(0, len(fresh), 100):
-            chunk = fresh[start : start + 100]
-            retrying(lambda chunk=chunk: client.log_batch(run_id, params=chunk))
+        flat, long = split_long(flatten_params(_plain(params)))
+        self._record({"params": flat})
         if long:
-            retrying(
-                lambda: client.log_text(
-                    run_id, json.dumps(long, indent=1), "config/long_params.json"
-                )
-            )
+            self._record({"text": json.dumps(long, indent=1), "path": "config/long_params.json"})
 
     @rank_zero_only
     def log_config(self, config: Mapping[str, Any], name: str = "config/config.yaml") -> None:
@@ -178,18 +193,21 @@ class MLflowTracker(Logger):
         import yaml
 
         text = yaml.safe_dump(redact_config(_plain(config)), sort_keys=False)
-        retrying(lambda: self.experiment.log_text(self.run_id, text, name))
+        self._record({"text": text, "path": name})
 
     @rank_zero_only
     def log_figure(self, figure: Any, name: str) -> None:
-        retrying(lambda: self.experiment.log_figure(self.run_id, figure, name))
+        _ = self.run_id
+        self._logged = True
+        if self._spool is not None and self._spool.keep_figure(figure, name):
+            return
+        self._adopt_sent_run()
+        run_id = self._run_id
+        retrying(lambda: self.experiment.log_figure(run_id, figure, name))
 
     @rank_zero_only
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        run_tags = [RunTag(k, str(v)) for k, v in tags.items()]
-        retrying(lambda: self.experiment.log_batch(self.run_id, tags=run_tags))
+        self._record({"tags": {k: str(v) for k, v in tags.items()}})
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued point is in the store (True) or ``timeout`` passed."""
@@ -214,9 +232,22 @@ class MLflowTracker(Logger):
         if self.interrupted_by is not None or status == "finished":
             status = "killed"
         self.flush(timeout=120)
-        run_id = self._run_id
-        state = _STATUS.get(status, "FAILED")
-        retrying(lambda: self.experiment.set_terminated(run_id, state))
+        self._record({"status": _STATUS.get(status, "FAILED"), "end_time": _now_ms()})
+        spool = self._spool
+        if spool is not None and not spool.send_if_reachable():
+            # kept until `lrsched send`: no thread keeps trying after the end (a later stage
+            # starts another writer, which keeps its points with the run and tries again)
+            self._close_writer()
+        if spool is not None and not spool.sent and not self._said_unsent:
+            self._said_unsent = True
+            print(
+                f"lrsched tracking: {self.tracking_uri} did not answer; the run (params, "
+                f"metrics, plots) is kept in {spool.path}; send it with: lrsched send "
+                f"{spool.path.parent}",
+                file=sys.stderr,
+                flush=True,
+            )
+        self._adopt_sent_run()
         self._finalized = True
 
     # -- pickling (ddp_spawn sends the Trainer, loggers included, to new processes) ---------
@@ -226,7 +257,7 @@ class MLflowTracker(Logger):
         # the client, the writer thread and the lock stay here; the new process reopens the run
         state.update(
             _client=None, _writer=None, _lock=None, _skip_until={}, _started=False,
-            _hooks_installed=False,
+            _hooks_installed=False, _spool=None,
         )  # fmt: skip
         return state
 
@@ -235,23 +266,24 @@ class MLflowTracker(Logger):
         self._lock = threading.RLock()
 
     # -- internals --------------------------------------------------------------------------
-    def _get_or_create_experiment(self) -> str:
-        client = self._client
-        found = client.get_experiment_by_name(self._experiment_name)
-        if found is not None:
-            experiment_id = found.experiment_id
-        else:
-            try:
-                experiment_id = client.create_experiment(self._experiment_name)
-            except Exception:  # another process created it at the same moment
-                found = client.get_experiment_by_name(self._experiment_name)
-                if found is None:
-                    raise
-                experiment_id = found.experiment_id
-        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND_TAG)
-        return experiment_id
-
     def _start_run(self) -> None:
+        if is_local_id(self._run_id):  # resuming a run that was kept on disk
+            spool = Spool.find(self._unsent_root, str(self._run_id))
+            if spool is None:
+                raise RuntimeError(
+                    f"run {self._run_id} was kept in {self._unsent_root} and is not there now"
+                )
+            if not spool.send_if_reachable():
+                self._keep_on_disk(spool)
+                return
+            self._run_id = spool.run_id
+        elif not reachable(self.tracking_uri):
+            spool = Spool.create(
+                self._unsent_root, self.tracking_uri, self._experiment_name, self._run_name,
+                self._tags, run_id=self._run_id,
+            )  # fmt: skip
+            self._keep_on_disk(spool)
+            return
         client = self.experiment
         if self._run_id is None:
             run = retrying(
@@ -263,12 +295,44 @@ class MLflowTracker(Logger):
         else:
             run_id = self._run_id
             retrying(lambda: client.update_run(run_id, status="RUNNING"))
-            self._skip_until = _last_steps(client, run_id)
+            self._skip_until = last_steps(client, run_id)
+        self._mark_started()
+
+    def _keep_on_disk(self, spool: Spool) -> None:
+        """The store does not answer: keep the run in ``spool`` until it does."""
+        self._spool = spool
+        self._run_id = spool.run_id or spool.local_id
+        self._skip_until = spool.last_steps()
+        print(
+            f"lrsched tracking: {self.tracking_uri} does not answer; training goes on, the run "
+            f"is kept in {spool.path} and sent when it answers",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._mark_started()
+
+    def _mark_started(self) -> None:
         self._started = True
         if not self._hooks_installed:
             atexit.register(self._at_exit)
             _install_signal_flush(self)
             self._hooks_installed = True
+
+    def _adopt_sent_run(self) -> None:
+        """Once the kept run is in the store (sent by the writer, or at the end): its id."""
+        spool = self._spool
+        if spool is not None and spool.sent:
+            self._run_id = spool.run_id
+            self._spool = None
+
+    def _record(self, op: dict[str, Any]) -> None:
+        """Write one op (params, tags, a text, a status) to the run, or keep it with the run."""
+        _ = self.run_id
+        self._logged = True
+        if self._spool is not None and self._spool.keep(op):
+            return
+        self._adopt_sent_run()
+        apply_op(self.experiment, str(self._run_id), op)
 
     def _writer_for_run(self) -> MetricWriter:
         """The writer (started when first needed, again after a resume closed it)."""
@@ -276,7 +340,10 @@ class MLflowTracker(Logger):
         if self._writer is None:
             assert self._run_id is not None
             self._writer = MetricWriter(
-                self.tracking_uri, self._run_id, flush_interval=self._flush_interval
+                self.tracking_uri,
+                self._run_id,
+                flush_interval=self._flush_interval,
+                spool=self._spool,
             )
         return self._writer
 
@@ -289,18 +356,16 @@ class MLflowTracker(Logger):
         if self._writer is not None:
             self._close_writer(timeout=30)
         if self._started and not self._finalized and self.interrupted_by is not None:
+            killed = {"status": "KILLED", "end_time": _now_ms()}
+            if self._spool is not None and self._spool.keep(killed):
+                return
+            self._adopt_sent_run()
             run_id = self._run_id
             retrying(lambda: self.experiment.set_terminated(run_id, "KILLED"), deadline=10)
 
 
-def _last_steps(client: Any, run_id: str) -> dict[str, int]:
-    """The last step of every metric already in a run, so a resume does not log them twice."""
-    run = retrying(lambda: client.get_run(run_id))
-    steps = {}
-    for key in run.data.metrics:
-        history = retrying(lambda key=key: client.get_metric_history(run_id, key))
-        steps[key] = max((m.step for m in history), default=-1)
-    return steps
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _plain(value: Any) -> Any:

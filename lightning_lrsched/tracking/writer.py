@@ -10,6 +10,10 @@ competes with training for the interpreter lock. Memory is bounded by ``max_pend
 waiting in this process; beyond it the oldest are dropped and counted (``dropped``). The writer
 process outlives a flush, so that the stages of one run (fit, then test) share it, and ends
 after ``keep_alive`` seconds without points (a later point starts another).
+
+While the run is kept on disk (its store did not answer when it started, see :mod:`.spool`),
+the sender thread appends the points there instead, and every ``retry_interval`` seconds tries
+to send the whole run; once it is sent, points go to the store as usual.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .sink import MAX_METRICS_PER_BATCH, receive, send
+
+if TYPE_CHECKING:
+    from .spool import Spool
 
 
 class MetricWriter:
@@ -38,6 +45,8 @@ class MetricWriter:
         batch_size: int = MAX_METRICS_PER_BATCH,
         max_pending: int = 5_000_000,
         keep_alive: float = 30.0,
+        spool: Spool | None = None,
+        retry_interval: float = 5.0,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.run_id = run_id
@@ -45,6 +54,9 @@ class MetricWriter:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self.keep_alive = keep_alive
+        self.retry_interval = retry_interval
+        self._spool = spool
+        self._next_try = time.monotonic() + retry_interval
         self._pending: deque[tuple[int, int, Mapping[str, Any]]] = deque()
         self._pending_points = 0
         self._lock = threading.Lock()
@@ -141,7 +153,9 @@ class MetricWriter:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
             points = self._take()
-            if points or not self._idle.is_set():
+            if self._spool is not None:
+                points = self._keep(points)
+            if self._spool is None and (points or not self._idle.is_set()):
                 self._deliver(points)
                 last_delivery = time.monotonic()
             with self._lock:
@@ -152,6 +166,27 @@ class MetricWriter:
                 return
             if self._idle.is_set() and time.monotonic() - last_delivery > self.keep_alive:
                 self._end_process()
+
+    def _keep(self, points: list[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
+        """Points into the kept run; try to send it now and then. Returns the points it no
+        longer takes (it was sent meanwhile: they go to the store)."""
+        spool = self._spool
+        assert spool is not None
+        if points and spool.keep_points(points):
+            points = []
+        if not spool.sent and time.monotonic() >= self._next_try:
+            self._next_try = time.monotonic() + self.retry_interval
+            if spool.send_if_reachable():
+                print(
+                    f"lrsched tracking: {self.tracking_uri} answers; the kept run is now MLflow "
+                    f"run {spool.run_id}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if spool.sent:
+            self.run_id = str(spool.run_id)
+            self._spool = None
+        return points
 
     def _end_process(self) -> None:
         """The writer process ends after its last write (it reads the end of its input)."""
