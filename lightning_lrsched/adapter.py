@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from .errors import ConfigError
 from .schedules.base import MetricDriven, RateSource, Stateful
-from .schedules.compose import Warmup
+from .schedules.compose import TakeOver, Warmup
 
 STATE_FORMAT = "lightning_lrsched.schedule/1"
 
@@ -42,7 +42,17 @@ def fingerprint(description: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-PLAN_CHANGES = ("error", "continue")
+# What loading state saved under another plan does (see ScheduleLR.load_state_dict).
+PLAN_CHANGES = ("error", "rewarm", "jump", "continue")
+
+
+def check_plan_change(value: Any) -> str:
+    """``value`` if it is one of :data:`PLAN_CHANGES`, else a one-line ``ConfigError``."""
+    if value not in PLAN_CHANGES:
+        raise ConfigError("on_plan_change", value, "must be one of " + ", ".join(PLAN_CHANGES))
+    return value
+
+
 # torch's own words (LRScheduler.step), so that users recognise the mistake it names
 STEP_ORDER_WARNING = (
     "Detected call of `lr_scheduler.step()` before `optimizer.step()`. In PyTorch 1.1.0 and "
@@ -69,9 +79,9 @@ class ScheduleLR(LRScheduler):
     with torch's ``ReduceLROnPlateau``) while ``step()`` advances one optimizer step (it matters
     during the warmup); values reported during the warmup are ignored.
 
-    ``replan(offset, anchor_lrs)`` rebuilds the configured strategy for the steps after
-    ``offset``, starting from ``anchor_lrs``; with ``on_plan_change="continue"`` it is how state
-    saved under a different plan is continued without a jump in the rate.
+    ``replan(offset, anchor_lrs, mode)`` gives the rate source (and the base rates it is bound
+    to) that takes over at step ``offset`` from the rates ``anchor_lrs`` in effect there, for
+    the ``on_plan_change`` modes (see :meth:`load_state_dict`).
     """
 
     def __init__(
@@ -79,20 +89,20 @@ class ScheduleLR(LRScheduler):
         optimizer: Optimizer,
         schedule: RateSource,
         *,
-        replan: Callable[[int, list[float]], RateSource] | None = None,
+        replan: Callable[[int, list[float], str], tuple[RateSource, list[float]]] | None = None,
         on_plan_change: str = "error",
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
-        if on_plan_change not in PLAN_CHANGES:
-            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
+        self.on_plan_change = check_plan_change(on_plan_change)
         self.optimizer = optimizer
         self.replan = replan
-        self.on_plan_change = on_plan_change
         groups = optimizer.param_groups
         base_lrs = [float(group["lr"]) for group in groups]
         self._tensor_lrs = any(isinstance(group["lr"], Tensor) for group in groups)
         self.offset = 0  # > 0 once a changed plan took over at that step
+        self.take_over: str | None = None  # how it took over (an on_plan_change mode)
+        self.anchor_lrs: list[float] | None = None  # the rates it took over from
         self._set_plan(schedule, base_lrs)
         had_initial_lr = ["initial_lr" in group for group in groups]
         # torch's constructor: wraps optimizer.step, sets last_epoch and _step_count, and takes
@@ -106,7 +116,9 @@ class ScheduleLR(LRScheduler):
     def _set_plan(self, schedule: RateSource, base_lrs: list[float]) -> None:
         self.base_lrs = base_lrs
         self.schedule = schedule
-        source = schedule.inner if isinstance(schedule, Warmup) else schedule
+        source = schedule
+        while isinstance(source, Warmup | TakeOver):
+            source = source.inner
         self.stateful: Stateful | None = source if isinstance(source, Stateful) else None
         kind = momentum_kind(self.optimizer) if schedule.cycles_momentum else None
         self._momentum_kind = kind
@@ -213,6 +225,8 @@ class ScheduleLR(LRScheduler):
             "format": STATE_FORMAT,
             "step": self.last_epoch,
             "offset": self.offset,
+            "take_over": self.take_over,
+            "anchor_lrs": self.anchor_lrs,
             "base_lrs": list(self.base_lrs),
             "lrs": list(self.get_last_lr()),
             "base_momenta": None if self.base_momenta is None else list(self.base_momenta),
@@ -226,9 +240,18 @@ class ScheduleLR(LRScheduler):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         """Continue from a saved position.
 
-        State saved under a different plan (other strategy, parameters or horizon) raises a
-        ``ValueError`` saying what changed, unless ``on_plan_change="continue"``: then the new
-        plan takes over at the saved step, starting from the saved rates.
+        State saved under a different plan (other strategy, parameters or horizon, e.g.
+        ``max_epochs`` raised to train longer) raises a ``ValueError`` saying what changed,
+        unless ``on_plan_change`` says how the new plan takes over at the saved step:
+
+        - ``"rewarm"``: the new plan as if it had run from step 0, reached by a new warmup from
+          the saved rates (over the strategy's own warmup, else 5% of the steps left, else 100
+          steps);
+        - ``"jump"``: the new plan's rates at the saved step, at once;
+        - ``"continue"``: the strategy's curve over the steps left, from the saved rates (no
+          warmup). A finished plan saved rate 0, and 0 then stays: that warns.
+
+        A later resume of such a run, with the same config, is exact.
         """
         state = state_dict
         if state.get("format") != STATE_FORMAT:
@@ -243,18 +266,20 @@ class ScheduleLR(LRScheduler):
             )
         saved_offset = int(state.get("offset", 0))
         if saved_offset != self.offset:  # the run continued a changed plan: rebuild it likewise
-            self._take_over(saved_offset, [float(lr) for lr in state["base_lrs"]])
+            anchors = state.get("anchor_lrs") or state["base_lrs"]
+            mode = state.get("take_over") or "continue"
+            self._take_over(saved_offset, [float(lr) for lr in anchors], mode)
         step = int(state["step"])
         if state["fingerprint"] != self.fingerprint:
             changes = describe_changes(state.get("schedule", {}), self.description)
-            if self.on_plan_change != "continue":
+            if self.on_plan_change == "error":
                 raise ValueError(
                     f"scheduler state was saved for a different plan ({changes}); resume with "
-                    "the same config and number of training steps, or pass "
-                    "on_plan_change='continue' to go on from the saved step and rate with the "
-                    "new plan"
+                    "the same config and number of training steps, or pass on_plan_change="
+                    "'rewarm' (warm up to the new plan at the saved step), 'jump' (its rate at "
+                    "once) or 'continue' (from the saved rate)"
                 )
-            self._take_over(step, [float(lr) for lr in state["lrs"]])
+            self._take_over(step, [float(lr) for lr in state["lrs"]], self.on_plan_change)
         else:
             self.base_lrs = [float(lr) for lr in state["base_lrs"]]
             if state.get("base_momenta") is not None:
@@ -266,13 +291,25 @@ class ScheduleLR(LRScheduler):
         self._step_count = step + 1
         self._apply()
 
-    def _take_over(self, offset: int, anchor_lrs: list[float]) -> None:
-        """Let the configured plan run from step ``offset`` on, starting at ``anchor_lrs``."""
+    def _take_over(self, offset: int, anchor_lrs: list[float], mode: str) -> None:
+        """Let the configured plan run from step ``offset`` on, from the rates ``anchor_lrs``."""
         if self.replan is None:
             raise ValueError("this scheduler cannot change its plan: it was built without one")
-        schedule = self.replan(offset, anchor_lrs)
-        self.offset = offset
-        self._set_plan(schedule, list(anchor_lrs))
+        configured = list(self.base_lrs)
+        schedule, base_lrs = self.replan(offset, anchor_lrs, mode)
+        self.offset, self.take_over, self.anchor_lrs = offset, mode, list(anchor_lrs)
+        self._set_plan(schedule, base_lrs)
+        stuck = [
+            i for i, (a, b) in enumerate(zip(anchor_lrs, configured, strict=True)) if a == 0 < b
+        ]
+        if mode == "continue" and stuck:
+            warnings.warn(
+                f"on_plan_change='continue' goes on from the saved rate 0 of param group(s) "
+                f"{stuck} (the saved plan had ended there): the rest of training runs at rate 0; "
+                "on_plan_change='rewarm' warms up to the new plan instead",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def optimizer_stepped(optimizer: Optimizer) -> bool:

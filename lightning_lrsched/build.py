@@ -10,7 +10,10 @@ from .adapter import ScheduleLR, momentum_kind
 from .errors import ConfigError
 from .registry import resolve, to_mapping
 from .schedules.base import RateSource
+from .schedules.compose import TakeOver, Warmup
 from .spec import Context
+
+DEFAULT_REWARM = 100  # steps of a rewarm for a strategy without warmup in an unbounded run
 
 
 def build_scheduler(
@@ -27,9 +30,10 @@ def build_scheduler(
     ``total_steps`` (optimizer steps of the whole run) resolves ``"<p>%"`` durations and
     "rest of training" defaults; ``steps_per_epoch`` resolves ``"<n>ep"``. Bad input raises a
     :class:`ConfigError` (a ``ValueError``) naming the key, the value and what is allowed.
-    ``on_plan_change="continue"`` lets :meth:`ScheduleLR.load_state_dict` accept state saved
-    under a different plan and go on from its step and rates with this plan (without warmup);
-    the default refuses it with an error that says what changed.
+    ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) lets
+    :meth:`ScheduleLR.load_state_dict` accept state saved under a different plan (a run trained
+    longer than planned) and says how this plan takes over at the saved step; the default,
+    ``"error"``, refuses it with an error that says what changed.
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -66,15 +70,24 @@ def build_scheduler(
         )
         return resolve(plan_config, ctx)
 
-    def replan(offset: int, anchor_lrs: list[float]) -> RateSource:
+    schedule = plan(total_steps, tuple(base_lrs), config)
+
+    def replan(offset: int, anchor_lrs: list[float], mode: str) -> tuple[RateSource, list[float]]:
         rest = None if total_steps is None else total_steps - offset
         if rest is not None and rest < 1:
             raise ValueError(
                 f"the new plan has {total_steps} training steps, the saved state is at step "
                 f"{offset}: nothing is left to schedule"
             )
-        without_warmup = {k: v for k, v in config.items() if not k.startswith("warmup")}
-        return plan(rest, tuple(anchor_lrs), without_warmup)
+        if mode == "continue":  # the strategy over the steps left, scaled to the saved rates
+            without_warmup = {k: v for k, v in config.items() if not k.startswith("warmup")}
+            return plan(rest, tuple(anchor_lrs), without_warmup), list(anchor_lrs)
+        ramp = 0
+        if mode == "rewarm":
+            warmup = schedule.steps if isinstance(schedule, Warmup) else 0
+            ramp = warmup or (max(1, rest // 20) if rest is not None else DEFAULT_REWARM)
+            ramp = ramp if rest is None else min(ramp, rest)
+        take_over = TakeOver(inner=schedule, offset=offset, ramp=ramp, anchor_lrs=tuple(anchor_lrs))
+        return take_over, list(base_lrs)
 
-    schedule = plan(total_steps, tuple(base_lrs), config)
     return ScheduleLR(optimizer, schedule, replan=replan, on_plan_change=on_plan_change)

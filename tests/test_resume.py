@@ -322,7 +322,33 @@ def test_changed_plan_is_refused_by_default(via, first_plan_run, tmp_path):
     # what changed: the cosine's length, from the 16 - 2 steps of 2 epochs to the 32 - 2 of 4
     assert "T_max: saved 14, now 30" in message, message
     # how to proceed
-    assert "on_plan_change='continue'" in message, message
+    assert "on_plan_change='rewarm'" in message, message
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_finished_cosine_trained_longer_rewarms_onto_the_longer_plan(via, reference, tmp_path):
+    """The README's example (and Lightning issue 19865): a cosine run trained to its end, where
+    the rate is 0, resumed with ``max_epochs`` raised from 2 to 4 and
+    ``on_plan_change="rewarm"``: a new warmup (the strategy's own, 2 steps) from 0 onto the
+    4-epoch plan's curve, then exactly the rates of a run planned for 4 epochs from the start."""
+    fit(PLAN, via, tmp_path / "first", max_epochs=2, checkpoints="epoch")
+    last = tmp_path / "first" / "ckpt" / "last.ckpt"
+    end = 2 * STEPS_PER_EPOCH
+    assert checkpoint_step(last) == end
+    assert saved_schedule(last)["lrs"] == pytest.approx([0.0, 0.0], abs=1e-15)  # finished
+
+    resumed, _ = fit(PLAN, via, tmp_path / "longer", max_epochs=4, ckpt_path=last,
+                     on_plan_change="rewarm")  # fmt: skip
+    assert [step for step, _, _ in resumed] == list(range(end, NEW_TOTAL))
+    planned = reference(PLAN, via, max_epochs=4)
+    ramp = 2
+    for step, lrs, _ in resumed:
+        want = planned[step][0]
+        if step - end < ramp:
+            want = tuple(w * (step - end) / ramp for w in want)
+        assert lrs == want, f"step {step}: {lrs}, the 4-epoch plan (rewarmed) gives {want}"
+    base = planned[2][0]  # the end of the first warmup: the configured rates
+    assert all(lr > 0.4 * b for lr, b in zip(resumed[ramp][1], base, strict=True))  # not 0
 
 
 def new_plan_alone(anchor: tuple[float, ...], steps: int) -> list[tuple[float, ...]]:

@@ -296,6 +296,77 @@ def test_changed_plan_continues_from_the_saved_rate_when_asked():
     assert advance(optimizer, scheduler, longer - 130, 130) == curve[70:]
 
 
+def torch_cosine_rates(total: int) -> list[list[float]]:
+    """torch's CosineAnnealingLR over ``total`` steps, every group's rate at every step."""
+    optimizer = make_optimizer()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    rates = []
+    for _ in range(total):
+        rates.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def finished_cosine_state():
+    """A cosine run of TOTAL steps saved at its end: its rate is 0 there."""
+    optimizer, scheduler = build({"name": "cosine"})
+    advance(optimizer, scheduler, TOTAL, 0)
+    state = roundtrip(scheduler.state_dict())
+    assert state["lrs"] == pytest.approx([0.0] * 3, abs=1e-15)
+    return state
+
+
+def extended(mode: str, state, steps: int, start: int = TOTAL):
+    """The cosine extended to 2 * TOTAL steps, resumed from ``state`` with ``mode``."""
+    optimizer = make_optimizer()
+    scheduler = build_scheduler(optimizer, {"name": "cosine"}, total_steps=2 * TOTAL,
+                                on_plan_change=mode)  # fmt: skip
+    scheduler.load_state_dict(state)
+    return (
+        optimizer,
+        scheduler,
+        [[lr for lr, _ in s] for s in advance(optimizer, scheduler, steps, start)],
+    )
+
+
+def test_extending_a_finished_cosine_jumps_onto_the_new_plan():
+    """``jump``: the longer plan's rates from the saved step on, as torch gives them."""
+    _, _, rates = extended("jump", finished_cosine_state(), TOTAL)
+    want = torch_cosine_rates(2 * TOTAL)[TOTAL:]
+    assert rates == [pytest.approx(w, rel=1e-12, abs=1e-15) for w in want]
+    assert rates[0] == pytest.approx([b / 2 for b in BASE_LRS])  # half-way down the longer cosine
+
+
+def test_extending_a_finished_cosine_rewarms_to_the_new_plan():
+    """``rewarm``: a new linear warmup from the saved rate 0 onto the longer plan's curve (5% of
+    the 120 steps left: 6), then that curve; resuming the rewarmed run later is exact."""
+    state = finished_cosine_state()
+    _, _, rates = extended("rewarm", state, TOTAL)
+    plan = torch_cosine_rates(2 * TOTAL)[TOTAL:]
+    ramp = 6
+    want = [[lr * min(1.0, t / ramp) for lr in plan[t]] for t in range(TOTAL)]
+    assert rates == [pytest.approx(w, rel=1e-12, abs=1e-15) for w in want]
+    assert rates[0] == [0.0, 0.0, 0.0] and min(rates[ramp]) > 0
+
+    # interrupted in the ramp, resumed with the same config and no option: the same curve
+    _, scheduler, before = extended("rewarm", state, 3)
+    later = roundtrip(scheduler.state_dict())
+    optimizer = make_optimizer()
+    resumed = build_scheduler(optimizer, {"name": "cosine"}, total_steps=2 * TOTAL)
+    resumed.load_state_dict(later)
+    after = [[lr for lr, _ in s] for s in advance(optimizer, resumed, TOTAL - 3, TOTAL + 3)]
+    assert before + after == rates
+
+
+def test_continuing_a_finished_cosine_warns_that_the_rate_stays_0():
+    with pytest.warns(
+        UserWarning, match=r"saved rate 0 .* rest of training runs at rate 0.*rewarm"
+    ):
+        _, _, rates = extended("continue", finished_cosine_state(), 10)
+    assert {lr for step in rates for lr in step} == {0.0}
+
+
 def test_changed_strategy_continues_at_the_saved_rate():
     optimizer, scheduler = build({"name": "cosine"})
     advance(optimizer, scheduler, 40, 0)
@@ -313,5 +384,5 @@ def test_changed_plan_is_refused_by_default_with_a_hint():
     optimizer, scheduler = build({"name": "cosine"})
     advance(optimizer, scheduler, 40, 0)
     other = build_scheduler(make_optimizer(), {"name": "cosine"}, total_steps=2 * TOTAL)
-    with pytest.raises(ValueError, match=r"T_max: saved 120, now 240.*on_plan_change='continue'"):
+    with pytest.raises(ValueError, match=r"T_max: saved 120, now 240.*on_plan_change='rewarm'"):
         other.load_state_dict(scheduler.state_dict())

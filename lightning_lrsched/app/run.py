@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from ..adapter import check_plan_change
 from ..errors import ConfigError, blamed_key
 from ..lightning.optimizers import build_optimizer
 from ..lightning.scheduling import build_for_horizon
@@ -160,9 +161,7 @@ def check_config(cfg: DictConfig) -> Checked:
         raise ConfigError("config", "?", str(err).splitlines()[0]) from None
     trainer_cfg = plain.get("trainer") or {}
     trainer = _check_trainer(trainer_cfg)
-    for key, allowed in (("on_plan_change", ("error", "continue")),):
-        if plain.get(key) not in allowed:
-            raise ConfigError(key, plain.get(key), f"must be one of {', '.join(allowed)}")
+    check_plan_change(plain.get("on_plan_change"))
     lr_scale(plain.get("scale_lr", "none"), 1, plain.get("reference_batch_size"))
     # seeded before the network is built, so a job's initial weights depend only on the seed
     seed = plain.get("seed", 0)

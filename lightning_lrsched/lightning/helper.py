@@ -38,8 +38,9 @@ def configure_optimizers(
     its monitored metric, reduced across ranks, at the end of each validation.
     ``scale_lr`` (``none``, ``linear``, ``sqrt``) multiplies the base rates by the global batch
     (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
-    ``on_plan_change="continue"`` resumes a checkpoint saved under another plan from its step and
-    rate instead of refusing it.
+    ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
+    under another plan (``max_epochs`` raised, say) instead of refusing it; see
+    :meth:`~lightning_lrsched.adapter.ScheduleLR.load_state_dict`.
     """
     try:
         trainer = module.trainer

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.hooks import RemovableHandle
 
-from ..adapter import ScheduleLR
+from ..adapter import ScheduleLR, check_plan_change
 from ..errors import ConfigError
 from .plateau_control import feed, feeds_now
 from .scheduling import schedule_for_trainer
@@ -47,8 +47,7 @@ class LRSchedule(Callback):
             raise ConfigError("optimizer_index", optimizer_index, "must be a whole number >= 0")
         if scale_lr not in SCALE_MODES:
             raise ConfigError("scale_lr", scale_lr, f"must be one of {', '.join(SCALE_MODES)}")
-        if on_plan_change not in ("error", "continue"):
-            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
+        check_plan_change(on_plan_change)
         self.config = config
         self.optimizer_index = optimizer_index
         self.scale_lr = scale_lr

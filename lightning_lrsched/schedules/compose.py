@@ -70,6 +70,55 @@ class Warmup(Schedule):
         return evaluate
 
 
+@dataclass(frozen=True, kw_only=True)
+class TakeOver(Schedule):
+    """A plan entered at its own step ``offset`` (a resume under a changed plan): step ``t``
+    of this source is step ``offset + t`` of ``inner``, reached over ``ramp`` steps from the
+    rates in effect before (``anchor_lrs``).
+
+    For ``t < ramp``, with ``p = t / ramp`` and, per group, ``s = anchor / inner(offset)``:
+    ``lr = inner(offset + t) * (s + (1 - s) * p)``; from ``t = ramp`` on,
+    ``lr = inner(offset + t)``. ``ramp = 0`` jumps onto the plan at once. A group whose plan
+    rate at ``offset`` is 0 follows the plan from the start.
+
+    >>> from lightning_lrsched.schedules.base import rates_at
+    >>> from lightning_lrsched.schedules.decay import Linear
+    >>> plan = Linear(start_factor=1.0, end_factor=0.0, total_iters=10)
+    >>> t = TakeOver(inner=plan, offset=5, ramp=2, anchor_lrs=(0.0,))
+    >>> [round(rates_at(t, s, [1.0])[0], 3) for s in range(4)]
+    [0.0, 0.2, 0.3, 0.2]
+    """
+
+    name = "take_over"
+    inner: RateSource
+    offset: int
+    ramp: int
+    anchor_lrs: tuple[float, ...]
+
+    @property
+    def cycles_momentum(self) -> bool:  # type: ignore[override]
+        return self.inner.cycles_momentum
+
+    def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
+        inner = self.inner.bind(base_lrs)
+        offset, ramp = self.offset, self.ramp
+        if ramp == 0:
+            return lambda step: inner(offset + step)
+        planned = inner(offset)[0]
+        starts = [a / p if p else 1.0 for a, p in zip(self.anchor_lrs, planned, strict=True)]
+
+        def evaluate(step: int) -> tuple[list[float], list[float] | None]:
+            lrs, momenta = inner(offset + step)
+            if step >= ramp:
+                return lrs, momenta
+            progress = step / ramp
+            return [lr * (s + (1.0 - s) * progress) for lr, s in zip(lrs, starts, strict=True)], (
+                momenta
+            )
+
+        return evaluate
+
+
 @register
 @dataclass(frozen=True, kw_only=True)
 class Sequence(Schedule):

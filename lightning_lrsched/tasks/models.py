@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ..adapter import check_plan_change
 from ..errors import ConfigError
 from ..lightning.helper import configure_optimizers
 from ..lightning.optimizers import build_optimizer
@@ -167,8 +168,7 @@ class Classifier(pl.LightningModule):
                 scale_lr,
                 "needs a scheduler here; with scheduler=None give it to the LRSchedule callback",
             )
-        if on_plan_change not in ("error", "continue"):
-            raise ConfigError("on_plan_change", on_plan_change, "must be error or continue")
+        check_plan_change(on_plan_change)
         num_classes = num_classes if num_classes is not None else getattr(net, "num_classes", None)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(
