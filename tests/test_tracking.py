@@ -50,6 +50,7 @@ from mlflow.entities import ViewType
 from tracking_script import COSINE, OPTIMIZER, TrackedModule
 
 from lightning_lrsched.callbacks import LRLogger
+from lightning_lrsched.lightning.scheduling import attached_schedules
 from lightning_lrsched.tracking import MLflowTracker, RunTracking, saved_run_id
 
 TESTS = Path(__file__).resolve().parent
@@ -283,8 +284,9 @@ def test_trainer_run_logs_every_step_once_with_params_and_plots(in_tmp):
     head = values_by_step(client, run.info.run_id, "lr/SGD/head")
     assert head[0] == 0.0 and max(head.values()) == pytest.approx(0.02)
 
-    # Params: the module's hyperparameters, flattened ("a/b"), lists as their text.
-    assert run.data.params == {
+    # Params: the module's hyperparameters, flattened ("a/b"), lists as their text ...
+    params = run.data.params
+    assert {k: v for k, v in params.items() if not k.startswith("lrsched/")} == {
         "scheduler/name": "cosine",
         "scheduler/warmup": "25%",
         "optimizer/name": "sgd",
@@ -295,6 +297,18 @@ def test_trainer_run_logs_every_step_once_with_params_and_plots(in_tmp):
         "batch_size": "8",
     }
     assert run.data.tags.get("lrsched.world_size") == "1"
+    # ... and what produced the curves, from the callbacks (no app involved): the strategy,
+    # its resolved plan and fingerprint, the horizon, each group's base rate and settings
+    (schedule,) = attached_schedules(fit)
+    assert params["lrsched/SGD/strategy"] == run.data.tags["lrsched.strategy"] == "cosine"
+    assert params["lrsched/SGD/fingerprint"] == schedule.fingerprint
+    assert json.loads(params["lrsched/SGD/plan"]) == schedule.description
+    assert params["lrsched/SGD/total_steps"] == str(total)
+    assert params["lrsched/SGD/optimizer"] == "SGD"
+    for group, lr in (("head", "0.02"), ("default", "0.05")):
+        assert params[f"lrsched/SGD/{group}/lr"] == lr
+        assert params[f"lrsched/SGD/{group}/momentum"] == "0.9"
+        assert f"lrsched/SGD/{group}/weight_decay" in params
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "schedule")}
     assert artifacts == {"schedule/planned.png", "schedule/realised.png"}

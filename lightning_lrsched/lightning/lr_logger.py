@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -43,6 +45,52 @@ def group_names(optimizer: torch.optim.Optimizer, optimizer_name: str = "") -> l
     return names
 
 
+# the optimizer settings recorded with the plan, where a group has them
+OPTIMIZER_SETTINGS = ("momentum", "betas", "dampening", "nesterov", "weight_decay", "eps")
+
+
+def strategy_of(description: dict[str, Any]) -> str:
+    """The strategy's name in a schedule's description (behind a warmup or a take-over)."""
+    while description.get("kind") in ("warmup", "take_over"):
+        description = description["inner"]
+    return str(description.get("kind"))
+
+
+def plan_params(trainer: pl.Trainer) -> dict[str, Any]:
+    """What produced the curves, per optimizer: its class and each group's base rate and
+    settings, the schedule's strategy, resolved plan and fingerprint, the total steps."""
+    from .scheduling import attached_schedules
+
+    schedules = {id(s.optimizer): s for s in attached_schedules(trainer)}
+    total = trainer.estimated_stepping_batches
+    params: dict[str, Any] = {}
+    optimizers = trainer.optimizers
+    for optimizer, opt_name in zip(optimizers, optimizer_names(optimizers), strict=True):
+        entry: dict[str, Any] = {"optimizer": type(optimizer).__name__}
+        schedule = schedules.get(id(optimizer))
+        if schedule is not None:
+            entry["strategy"] = strategy_of(schedule.description)
+            entry["fingerprint"] = schedule.fingerprint
+            entry["plan"] = json.dumps(schedule.description, sort_keys=True)
+        if math.isfinite(total):
+            entry["total_steps"] = int(total)
+        for i, (group, name) in enumerate(
+            zip(optimizer.param_groups, group_names(optimizer, opt_name), strict=True)
+        ):
+            base = schedule.base_lrs[i] if schedule is not None else group["lr"]
+            settings = {"lr": float(base)}
+            settings.update({k: _plain(group[k]) for k in OPTIMIZER_SETTINGS if k in group})
+            entry[name] = settings
+        params[opt_name] = entry
+    return {"lrsched": params}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return list(value) if isinstance(value, tuple) else value
+
+
 class LRLogger(Callback):
     """Log, at every optimizer step, each param group's rate, momentum (SGD ``momentum`` or Adam
     ``beta1``) and weight decay to every logger of the Trainer, from rank zero only.
@@ -54,11 +102,20 @@ class LRLogger(Callback):
     The point's step is the index of the optimizer step that uses the rate: the global step
     with one optimizer; with several (manual optimization) each optimizer's own step count,
     so that every curve runs 0, 1, 2, ... as its schedule does (kept in checkpoints).
+
+    As training starts (not when it resumes) it also logs, as hyperparameters, what produced
+    the curves: per optimizer ``lrsched/<optimizer>/strategy``, ``.../fingerprint``,
+    ``.../plan`` (the resolved schedule as JSON), ``.../total_steps``, ``.../optimizer`` and
+    each group's base rate and settings (``.../<group>/lr``, ``momentum`` or ``betas``,
+    ``weight_decay``, ...), whatever the entry point (``plan=False`` to skip).
     """
 
-    def __init__(self, *, momentum: bool = True, weight_decay: bool = True) -> None:
+    def __init__(
+        self, *, momentum: bool = True, weight_decay: bool = True, plan: bool = True
+    ) -> None:
         self.momentum = momentum
         self.weight_decay = weight_decay
+        self.plan = plan
         self._names: dict[int, tuple[str, list[str]]] = {}
         self._steps: list[int] = []  # per optimizer; only used with several optimizers
         self._stage: str | None = None
@@ -77,6 +134,13 @@ class LRLogger(Callback):
         }
         if len(self._steps) != len(optimizers):
             self._steps = [0] * len(optimizers)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.plan or not trainer.is_global_zero or trainer.ckpt_path is not None:
+            return  # a resumed run has them from its start
+        params = plan_params(trainer)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(params)
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any

@@ -3,8 +3,9 @@
 - saves the run id in checkpoints and, when training resumes from one, continues that run;
 - gives every DDP rank the run id (rank zero creates the run and writes; the others know it);
 - writes the queued points at the end of every epoch and on exceptions;
-- logs the planned schedule as a PNG before the first step and the realised rate curve (read
-  back from the store) when fitting ends.
+- tags the run with its strategy (``lrsched.strategy``), logs the planned schedule as a PNG
+  before the first step and the realised rate curve (read back from the store) when fitting
+  ends.
 """
 
 from __future__ import annotations
@@ -72,13 +73,21 @@ class RunTracking(Callback):
         return {"run_id": self._tracker.version}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._tracker is None or not trainer.is_global_zero or not self.plots:
+        if self._tracker is None or not trainer.is_global_zero:
             return
+        from ..lightning.lr_logger import strategy_of
         from ..lightning.scheduling import attached_schedules
+
+        schedules = attached_schedules(trainer)
+        if schedules:  # the run's strategy, searchable in the MLflow UI, whatever the entry point
+            names = dict.fromkeys(strategy_of(s.description) for s in schedules)
+            self._tracker.set_tags({"lrsched.strategy": ",".join(names)})
+        if not self.plots:
+            return
         from ..plotting import planned_schedule_figure
 
         total = int(trainer.estimated_stepping_batches)
-        figure = planned_schedule_figure(attached_schedules(trainer), total)
+        figure = planned_schedule_figure(schedules, total)
         if figure is not None:
             self._tracker.log_figure(figure, "schedule/planned.png")
 
