@@ -53,3 +53,32 @@ def test_bad_durations_name_key_and_value(value, kwargs, fragment):
     assert message.startswith(f"scheduler.warmup={value!r}: ")
     assert fragment in message
     assert "\n" not in message
+
+
+def rates(config, total):
+    import torch
+
+    from lightning_lrsched import build_scheduler
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    scheduler = build_scheduler(optimizer, config, total_steps=total)
+    out = []
+    for _ in range(total):
+        out.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return out
+
+
+@pytest.mark.parametrize(("total", "warmup_steps"), [(1, 0), (2, 1), (3, 1), (40, 2)])
+def test_percentage_warmup_shrinks_to_fit_a_tiny_run(total, warmup_steps):
+    """5% of a 1-step smoke test rounds up to the whole run: it shrinks to what fits (none),
+    where a warmup given in steps is refused."""
+    got = rates({"name": "constant", "warmup": "5%"}, total)
+    want = [0.1 * step / warmup_steps for step in range(warmup_steps)]
+    assert got == pytest.approx(want + [0.1] * (total - warmup_steps))
+
+
+def test_warmup_in_steps_as_long_as_the_run_is_refused():
+    with pytest.raises(ConfigError, match=r"warmup=1: must be shorter than the 1 step it"):
+        rates({"name": "constant", "warmup": 1}, 1)

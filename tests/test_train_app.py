@@ -186,6 +186,22 @@ def test_every_scheduler_option_moves_the_rate_in_the_default_app(option, hydra_
     assert distinct[0] == 0 or distinct[-1] >= 2 * distinct[0], distinct  # visibly
 
 
+@pytest.mark.parametrize(
+    ("overrides", "name", "lr"),
+    [
+        ([], "adamw", 0.01),  # the default experiment's rate for its optimizer
+        (["optimizer=sgd"], "sgd", 0.1),  # another optimizer: its own option's rate
+        (["experiment=mnist1d_cnn"], "adamw", 0.03),
+        (["experiment=mnist1d_cnn", "optimizer=adam"], "adam", 0.001),
+        (["optimizer=sgd", "optimizer.lr=0.3"], "sgd", 0.3),
+        (["experiment=none"], "adamw", 0.001),
+    ],
+)
+def test_an_experiments_rate_goes_with_its_own_optimizer_only(overrides, name, lr, hydra_conf):
+    cfg = compose("train", overrides=overrides)
+    assert (cfg.optimizer.name, cfg.optimizer.lr) == (name, lr)
+
+
 def test_cyclic_that_cannot_move_says_so():
     optimizer = make_optimizer((0.01,))
     with pytest.warns(UserWarning, match=r"cyclic: max_lr equals base_lr \(0.01\)"):
@@ -256,6 +272,17 @@ INVALID = [
     ("data=imagenet", "data='imagenet'", ["digits"]),
     ("trainer=tpu", "trainer='tpu'", ["ddp_spawn"]),
     ("logger=wandb", "logger='wandb'", ["mlflow"]),
+    # a schedule that needs the horizon of a Trainer without one, in command-line terms
+    (
+        "trainer.max_epochs=-1",
+        "scheduler.warmup='5%'",
+        ["(trainer.max_epochs=-1 and no trainer.max_steps): set trainer.max_steps"],
+    ),
+    (
+        "scheduler.warmup=10 +trainer.max_time=00:00:01:00 trainer.max_epochs=null",
+        "scheduler.T_max (default: the rest of training)",
+        ["(it stops on trainer.max_time only): set trainer.max_steps or trainer.max_epochs"],
+    ),
     # a store MLflow refuses (the file store, MLflow >= 3.13): named with the fix
     (
         "logger.tracking_uri=file:./mlruns",
@@ -398,6 +425,7 @@ def test_store_mlflow_refuses_from_the_environment_is_one_line(tmp_path, capfd, 
 
 
 VALID = [
+    "trainer.max_epochs=1 trainer.limit_train_batches=0.1",  # a smoke test: 5% warmup shrinks
     "scheduler.warmup=3ep",
     "scheduler.warmup=5%",
     "scheduler.warmup=10",

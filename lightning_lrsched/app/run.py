@@ -20,7 +20,7 @@ from ..adapter import check_plan_change
 from ..errors import ConfigError, blamed_key
 from ..lightning.optimizers import build_optimizer
 from ..lightning.scheduling import build_for_horizon
-from ..lightning.trainer_info import lr_scale
+from ..lightning.trainer_info import lr_scale, why_unbounded
 from ..tasks.data import MissingExtraError
 from .horizon import horizon, quiet_lightning, relaunches_command
 
@@ -196,7 +196,8 @@ def check_config(cfg: DictConfig) -> Checked:
     total, per_epoch = _check_horizon(trainer_cfg, trainer, module, datamodule)
     scheduler = plain.get("scheduler")
     if scheduler:
-        _check_schedule(build_optimizer(net, plain["optimizer"]), scheduler, total, per_epoch)
+        optimizer = build_optimizer(net, plain["optimizer"])
+        _check_schedule(optimizer, scheduler, total, per_epoch, why_unbounded(trainer, "trainer."))
     logged = logged_metrics(plain)
     metric = plain.get("optimized_metric", "val_acc")
     if metric not in logged:
@@ -213,9 +214,12 @@ def _check_schedule(
     scheduler: dict[str, Any],
     total: int | None,
     per_epoch: int | None,
+    unbounded: str,
 ) -> None:
     """Build the schedule on the Trainer's horizon, as ``configure_optimizers`` will."""
-    build_for_horizon(optimizer, scheduler, total, per_epoch, key_prefix="trainer.")
+    build_for_horizon(
+        optimizer, scheduler, total, per_epoch, key_prefix="trainer.", unbounded=unbounded
+    )
     if scheduler.get("name") == "plateau":
         from ..tasks.models import Classifier
 

@@ -11,7 +11,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from ..adapter import ScheduleLR
 from ..build import build_scheduler
 from ..errors import HorizonError
-from .trainer_info import scale_base_rates, training_horizon
+from .trainer_info import scale_base_rates, training_horizon, why_unbounded
 
 
 def build_for_horizon(
@@ -22,10 +22,11 @@ def build_for_horizon(
     *,
     on_plan_change: str = "error",
     key_prefix: str = "",
+    unbounded: str = "max_epochs=-1 and no max_steps",
 ) -> ScheduleLR:
     """``build_scheduler`` on a Trainer's horizon; a schedule that needs the horizon when the
-    Trainer has none says which Trainer setting gives one (``key_prefix``: ``trainer.`` in the
-    app)."""
+    Trainer has none says why it has none (``unbounded``, see :func:`why_unbounded`) and which
+    Trainer setting gives one (``key_prefix``: ``trainer.`` in the app)."""
     try:
         return build_scheduler(
             optimizer,
@@ -36,13 +37,14 @@ def build_for_horizon(
         )
     except HorizonError as err:
         if total is None:
-            raise HorizonError(
-                err.key,
-                err.value,
-                "needs the training horizon, but the Trainer has none (max_epochs=-1 and no "
-                f"max_steps): set {key_prefix}max_steps or {key_prefix}max_epochs, or give "
-                "this length in steps",
-            ) from None
+            reason = (
+                f"needs the training horizon, but the Trainer has none ({unbounded}): set "
+                f"{key_prefix}max_steps or {key_prefix}max_epochs, or give this length in steps"
+            )
+            error = HorizonError(err.key, err.value, reason)
+            if err.value is None:  # a default the user never wrote: "the rest of training"
+                error.args = (f"{err.key} (default: the rest of training) {reason}",)
+            raise error from None
         raise
 
 
@@ -60,8 +62,9 @@ def schedule_for_trainer(
     scaling = scale_base_rates(trainer, optimizer, scale_lr, reference_batch_size)
     total, per_epoch = training_horizon(trainer)
     scheduler = build_for_horizon(
-        optimizer, config, total, per_epoch, on_plan_change=on_plan_change
-    )
+        optimizer, config, total, per_epoch, on_plan_change=on_plan_change,
+        unbounded=why_unbounded(trainer),
+    )  # fmt: skip
     if scaling is not None:
         rank_zero_info(
             f"lightning_lrsched: scale_lr={scaling['mode']}: global batch "

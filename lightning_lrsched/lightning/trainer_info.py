@@ -30,6 +30,17 @@ def training_horizon(trainer: pl.Trainer) -> tuple[int | None, int | None]:
     return finite_total, per_epoch
 
 
+def why_unbounded(trainer: pl.Trainer, key_prefix: str = "") -> str:
+    """Why a Trainer has no step horizon, in the settings the user wrote: it stops on a time
+    limit only (``max_time``: Lightning then sets ``max_epochs=-1`` itself), or nothing
+    limits it."""
+    from lightning.pytorch.callbacks import Timer
+
+    if any(isinstance(callback, Timer) for callback in trainer.callbacks):
+        return f"it stops on {key_prefix}max_time only"
+    return f"{key_prefix}max_epochs=-1 and no {key_prefix}max_steps"
+
+
 def ensure_train_data(trainer: pl.Trainer) -> None:
     """Make sure the Trainer has loaded its train data (schedules are built before it does).
 
