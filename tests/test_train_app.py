@@ -458,12 +458,21 @@ def test_good_command_line_passes_the_checks(line, tmp_path):
     assert mlflow_runs(tmp_path / "mlflow.db") == []
 
 
+GROUPS_SHOWN = ["callbacks", "data", "experiment", "hparams_search", "logger", "model",
+                "optimizer", "scheduler", "trainer"]  # fmt: skip
+
+
 def test_help_lists_the_groups(capfd):
     result = run_app(["--help"], capfd)
     assert result.code in (0, None), result.err
     for group_line in ("scheduler:", "optimizer:", "trainer:", "logger:"):
         assert group_line in result.out
     assert "warmup_cosine" in result.out and "ddp_spawn" in result.out
+    # the user's groups only: not the packaged copies nor the schemas the app composes from
+    groups = result.out.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = [line.split(":")[0] for line in groups.splitlines() if ": " in line]
+    assert listed == sorted(GROUPS_SHOWN), listed
+    assert "lrsched_schema" not in result.out and "experiment_optimizer" not in result.out
 
 
 def test_sweep_jobs_with_the_same_seed_train_identically(tmp_path, capfd):

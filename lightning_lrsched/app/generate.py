@@ -162,9 +162,53 @@ def _with_table(readme: str) -> str:
     return head + readme_table() + tail
 
 
+CONF_DIR = OPTIONS_DIR.parent
+HELP_FILE = CONF_DIR / "hydra" / "help" / "lrsched.yaml"
+# groups the app composes by itself (not options a user picks)
+INTERNAL_GROUPS = ("hydra", "experiment_optimizer")
+
+
+def help_file() -> str:
+    """``lrsched train --help``: Hydra's help with the user's groups only (Hydra's own listing
+    would add the packaged copies under ``lrsched/`` and the schemas under ``lrsched_schema/``)."""
+    groups = [
+        f"{path.name}: {', '.join(sorted(p.stem for p in path.glob('*.yaml')))}"
+        for path in sorted(CONF_DIR.iterdir())
+        if path.is_dir() and path.name not in INTERNAL_GROUPS and any(path.glob("*.yaml"))
+    ]
+    lines = [
+        f"{GENERATED_MARK} from the conf/ groups; do not edit",
+        "app_name: lrsched train",
+        "header: |-",
+        "  lrsched train: train a model with a learning-rate schedule, tracked in MLflow.",
+        "  Pick and tune every part with overrides (a Hydra app).",
+        "footer: |-",
+        "  Examples:",
+        "    lrsched train scheduler=cosine scheduler.warmup=5% optimizer.lr=3e-3",
+        "    lrsched train -m scheduler=cosine,onecycle,wsd     (a sweep; lrsched list shows all)",
+        "  Hydra's own options: lrsched train --hydra-help",
+        "template: |-",
+        "  ${hydra.help.header}",
+        "",
+        "  == Configuration groups ==",
+        "  Compose your configuration from those groups (group=option)",
+        "",
+        *(f"  {line}" for line in groups),
+        "",
+        "  == Config ==",
+        "  Override anything in the config (foo.bar=value)",
+        "",
+        "  $CONFIG",
+        "",
+        "  ${hydra.help.footer}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def expected_files() -> dict[Path, str]:
     """Every generated file and the text it must have."""
     files = {OPTIONS_DIR / f"{name}.yaml": option_file(s) for name, s in STRATEGIES.items()}
+    files[HELP_FILE] = help_file()
     if README.exists():  # absent in an installed package
         files[README] = _with_table(README.read_text())
     return files
@@ -197,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = expected_files()
     for path in stale:
         if path in expected:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(expected[path])
         else:
             path.unlink()
