@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch.optim import Optimizer
@@ -71,6 +72,7 @@ def build_scheduler(
         return resolve(plan_config, ctx)
 
     schedule = plan(total_steps, tuple(base_lrs), config)
+    _warn_if_momentum_turned_on(optimizer, schedule, config)
 
     def replan(offset: int, anchor_lrs: list[float], mode: str) -> tuple[RateSource, list[float]]:
         rest = None if total_steps is None else total_steps - offset
@@ -91,3 +93,19 @@ def build_scheduler(
         return take_over, list(base_lrs)
 
     return ScheduleLR(optimizer, schedule, replan=replan, on_plan_change=on_plan_change)
+
+
+def _warn_if_momentum_turned_on(optimizer: Optimizer, schedule: RateSource, config: Any) -> None:
+    """A schedule that cycles momentum (one-cycle, cyclic) over SGD without momentum turns it
+    on, as torch's schedulers do; say so, since momentum 0 may have been chosen."""
+    if not schedule.cycles_momentum or momentum_kind(optimizer) != "momentum":
+        return
+    off = [i for i, group in enumerate(optimizer.param_groups) if not group.get("momentum")]
+    if off:
+        warnings.warn(
+            f"scheduler.name={config.get('name')!r} cycles the momentum of param group(s) {off}, "
+            "whose momentum is 0 (as torch's schedulers do); pass "
+            "scheduler.cycle_momentum=false to keep it at 0",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -386,3 +386,21 @@ def test_changed_plan_is_refused_by_default_with_a_hint():
     other = build_scheduler(make_optimizer(), {"name": "cosine"}, total_steps=2 * TOTAL)
     with pytest.raises(ValueError, match=r"T_max: saved 120, now 240.*on_plan_change='rewarm'"):
         other.load_state_dict(scheduler.state_dict())
+
+
+@pytest.mark.parametrize("name", ["onecycle", "cyclic"])
+def test_cycling_momentum_over_sgd_without_momentum_says_so(name):
+    """torch's schedulers turn momentum on here too (kept, for parity); an explicit 0 may have
+    been meant, so the build says so and names the switch that keeps it."""
+    config = {"name": name, "max_lr": 0.1, **({"base_lr": 0.01} if name == "cyclic" else {})}
+
+    def momenta(**extra):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.0)
+        scheduler = build_scheduler(optimizer, {**config, **extra}, total_steps=TOTAL)
+        return [m for _, m in (step[0] for step in advance(optimizer, scheduler, 20, 0))]
+
+    with pytest.warns(UserWarning, match=rf"'{name}' cycles the momentum .*cycle_momentum=false"):
+        assert min(momenta()) >= 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert momenta(cycle_momentum=False) == [0.0] * 20
