@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.optim import SGD, AdamW, Optimizer
-
-from .build import build_scheduler
 from .errors import ConfigError
 from .registry import to_mapping
+
+if TYPE_CHECKING:
+    from torch.optim import Optimizer
+
+# torch is imported when a plan is computed: `lrsched list` and `--help` only need the names
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -65,6 +66,8 @@ def plan_rates(
         raise ConfigError("total_steps", total_steps, "must be a whole number of steps >= 1")
     config = to_mapping(config, "scheduler")
     opt = _dummy_optimizer(optimizer, base_lr)
+    from .build import build_scheduler
+
     scheduler = build_scheduler(
         opt, config, total_steps=total_steps, steps_per_epoch=steps_per_epoch
     )
@@ -96,6 +99,9 @@ def _dummy_optimizer(optimizer: str, base_lr: float) -> Optimizer:
         raise ConfigError("lr", base_lr, "must be a finite number >= 0")
     if not (math.isfinite(base_lr) and base_lr >= 0):
         raise ConfigError("lr", base_lr, "must be a finite number >= 0")
+    import torch
+    from torch.optim import SGD, AdamW
+
     params = [torch.zeros(1, requires_grad=True)]
     if optimizer == "adamw":
         return AdamW(params, lr=base_lr, betas=(0.9, 0.999))

@@ -475,6 +475,36 @@ def test_help_lists_the_groups(capfd):
     assert "lrsched_schema" not in result.out and "experiment_optimizer" not in result.out
 
 
+def test_help_shows_the_config_the_overrides_compose(capfd):
+    result = run_app(["scheduler=onecycle", "scheduler.max_lr=0.3", "--help"], capfd)
+    assert result.code in (0, None), result.err
+    config = result.out.split("== Config ==")[1]
+    assert "name: onecycle" in config and "max_lr: 0.3" in config
+    bad = run_app(["scheduler=cosin", "--help"], capfd)
+    assert bad.code == 2 and bad.err.startswith(f"{ERROR_PREFIX}scheduler='cosin': unknown option")
+
+
+def test_list_and_help_start_without_torch_or_lightning():
+    """`lrsched list` and `lrsched train --help` answer in about a second: they import neither
+    torch nor Lightning (seconds each), nor MLflow."""
+    code = (
+        "import sys\n"
+        "from lightning_lrsched.app.cli import main\n"
+        "assert main(['list']) == 0\n"
+        "sys.argv = ['lrsched-train', 'scheduler=cosine', '--help']\n"
+        "from lightning_lrsched.app.train import main as train\n"
+        "train()\n"
+        "roots = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy = sorted(roots & {'torch', 'lightning', 'mlflow'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout, done.stdout[-500:]
+
+
 def test_sweep_jobs_with_the_same_seed_train_identically(tmp_path, capfd):
     """Jobs of a sweep run one after the other in one process: ``seed`` must fix everything,
     the network's initial weights included, whatever ran before."""

@@ -17,7 +17,6 @@ import hydra
 from omegaconf import DictConfig
 
 from ..errors import ConfigError
-from .run import check_config, train_and_report
 from .schemas import register_configs
 
 CONFIG_PATH = str(Path(__file__).parent.parent / "conf" / "lrsched")
@@ -30,6 +29,8 @@ def _fail(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _app(cfg: DictConfig) -> Any:
+    from .run import check_config, train_and_report  # Lightning: not for --help or --cfg
+
     try:
         return train_and_report(cfg, check_config(cfg))
     except ConfigError as err:
@@ -46,6 +47,10 @@ def main() -> None:
     ``python -m lightning_lrsched.app.train ...`` (see :func:`lightning_lrsched.app.cli.main`).
     """
     register_configs()
+    arguments = sys.argv[1:]
+    if "--help" in arguments or "-h" in arguments:
+        _print_help([a for a in arguments if a not in ("--help", "-h")])
+        return
     from .precheck import precheck
 
     problem = precheck(CONFIG_PATH, sys.argv[1:])
@@ -53,6 +58,29 @@ def main() -> None:
         _fail(problem)
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     _app()
+
+
+def _print_help(overrides: list[str]) -> None:
+    """The app's help (``conf/lrsched/hydra/help/lrsched.yaml``) with the config these overrides
+    compose. Hydra's own ``--help`` renders the same template but first lists every option of
+    every group, the packaged copies and schemas included, even where the template does not
+    show them: seconds of copying configs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .precheck import one_line
+
+    try:
+        with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        _fail(one_line(err))
+    template = str(cfg.hydra.help.template)  # resolves the header and footer it names
+    with open_dict(cfg):
+        del cfg["hydra"]
+    print(template.replace("$CONFIG", OmegaConf.to_yaml(cfg).rstrip()))
 
 
 if __name__ == "__main__":

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any, ClassVar
-
-import torch
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..durations import is_duration_text, resolve_duration
 from ..errors import ConfigError
 from ..registry import register
 from ..spec import COMMON_KEYS, Param, Reader
 from .base import Evaluate, Strategy
+
+if TYPE_CHECKING:  # torch is imported when a torch scheduler is built, not to list strategies
+    from torch.optim import Optimizer
 
 _GROUP_SKIP = ("params",)
 # kwargs of torch schedulers that are durations and may be written as "2ep" or "5%"
@@ -30,6 +29,8 @@ _DURATION_KWARGS = {
 
 def import_scheduler_class(target: Any, key: str) -> type:
     """Resolve ``_target_`` (a class or ``"package.module.Class"``) to an LRScheduler class."""
+    from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
     cls = target
     if isinstance(target, str):
         module_name, _, attr = target.rpartition(".")
@@ -106,6 +107,8 @@ class TorchScheduler(Strategy):
     def __init__(
         self, cls: type, kwargs: dict[str, Any], optimizer: Optimizer, base_lrs: Any
     ) -> None:
+        import torch
+
         self.cls = cls
         self.kwargs = kwargs
         groups = []
@@ -114,7 +117,7 @@ class TorchScheduler(Strategy):
             copy["lr"] = float(lr)
             copy["params"] = [torch.zeros(1, requires_grad=True)]
             groups.append(copy)
-        self.shadow = Optimizer(groups, dict(optimizer.defaults))
+        self.shadow = torch.optim.Optimizer(groups, dict(optimizer.defaults))
         self.scheduler = cls(self.shadow, **kwargs)
         self.t = 0
 
