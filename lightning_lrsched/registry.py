@@ -59,8 +59,8 @@ def resolve(config: Any, ctx: Context, path: str = "scheduler", *, top: bool = T
     common = Reader(_Common, config, path, ctx, open_keys=True)
     warmup = common["warmup"]
     if ctx.rest is not None and warmup >= ctx.rest:
-        if str(config.get("warmup", "")).strip().endswith("%"):
-            # a share of a run too short for it (a smoke test): as much as fits, maybe none
+        if _share_below_all(config.get("warmup")):
+            # rounded up to a whole run too short for it (a smoke test): as much as fits
             warmup = ctx.rest - 1
         else:
             steps = "1 step" if ctx.rest == 1 else f"{ctx.rest} steps"
@@ -75,6 +75,15 @@ def resolve(config: Any, ctx: Context, path: str = "scheduler", *, top: bool = T
     if warmup == 0:
         return inner
     return Warmup(inner=inner, steps=warmup, start_factor=start_factor, shape=shape)
+
+
+def _share_below_all(value: Any) -> bool:
+    """A percentage under 100%, such as ``"5%"`` (which rounds up to a whole 1-step run)."""
+    text = str(value).strip()
+    try:
+        return text.endswith("%") and float(text[:-1]) < 100
+    except ValueError:
+        return False
 
 
 class _Common:

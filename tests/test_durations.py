@@ -82,3 +82,8 @@ def test_percentage_warmup_shrinks_to_fit_a_tiny_run(total, warmup_steps):
 def test_warmup_in_steps_as_long_as_the_run_is_refused():
     with pytest.raises(ConfigError, match=r"warmup=1: must be shorter than the 1 step it"):
         rates({"name": "constant", "warmup": 1}, 1)
+
+
+def test_a_whole_run_of_warmup_is_refused_even_as_a_percentage():
+    with pytest.raises(ConfigError, match=r"warmup='100%': must be shorter than the 4 steps"):
+        rates({"name": "constant", "warmup": "100%"}, 4)

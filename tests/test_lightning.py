@@ -241,7 +241,10 @@ def test_schedule_needing_a_horizon_without_one_is_a_clear_error(tmp_path, route
         fit(tmp_path, module, *callbacks, StopAfter(20), max_epochs=-1)
     message = one_line(err)
     assert err.value.key == key
-    assert message.startswith(f"{key}=")
+    # a value the user gave is quoted; a default they never wrote is named as what it means
+    given = key.rsplit(".", 1)[1] in config
+    prefix = f"{key}=" if given else f"{key} (default: the rest of training) "
+    assert message.startswith(prefix), message
     assert "horizon" in message or "training steps" in message
     assert recorder.rates == []  # raised before any optimizer step
 

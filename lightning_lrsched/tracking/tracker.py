@@ -297,7 +297,6 @@ class MLflowTracker(Logger):
             retrying(lambda: client.update_run(run_id, status="RUNNING"))
             self._skip_until = last_steps(client, run_id)
         self._mark_started()
-        self._writer_for_run()  # the writer process starts now, ready by the first points
 
     def _keep_on_disk(self, spool: Spool) -> None:
         """The store does not answer: keep the run in ``spool`` until it does."""
@@ -336,7 +335,7 @@ class MLflowTracker(Logger):
         apply_op(self.experiment, str(self._run_id), op)
 
     def _writer_for_run(self) -> MetricWriter:
-        """The writer (started with the run, again when a resume or a stage's end closed it)."""
+        """The writer (started when first needed, again after a resume closed it)."""
         _ = self.run_id
         if self._writer is None:
             assert self._run_id is not None

@@ -149,8 +149,6 @@ class MetricWriter:
 
     def _run(self) -> None:
         last_delivery = time.monotonic()
-        if self._spool is None:  # its MLflow import (seconds) overlaps the rest of the start
-            self._process = self._start_process()
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
