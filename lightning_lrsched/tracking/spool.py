@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -172,7 +173,8 @@ class Spool:
         try:
             self.send()
         except Exception as error:  # kept on disk; the next try resumes where this one stopped
-            print(f"lrsched tracking: sending {self.path} failed: {error}", flush=True)
+            reason = " ".join(str(error).split())[:300]
+            print(f"lrsched tracking: sending {self.path} failed ({reason}); kept", file=sys.stderr)
             return False
         return True
 
