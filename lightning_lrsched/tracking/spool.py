@@ -95,7 +95,7 @@ class Spool:
             "experiment": experiment,
             "run_name": run_name,
             "tags": tags,
-            "start_time": _now_ms(),
+            "start_time": now_ms(),
             "run_id": run_id,
             "continues": run_id is not None,  # points the store already has are not sent again
             "ops_sent": 0,
@@ -288,5 +288,5 @@ def _lines(path: Path) -> Iterator[Any]:
                 yield json.loads(line)
 
 
-def _now_ms() -> int:
+def now_ms() -> int:
     return int(time.time() * 1000)

@@ -16,7 +16,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .params import flatten_params, redact_config, split_long
-from .spool import Spool, apply_op, is_local_id, reachable, spool_root
+from .spool import Spool, apply_op, is_local_id, now_ms, reachable, spool_root
 from .store import get_or_create_experiment, last_steps, prepare_store, resolve_uri, retrying
 from .writer import MetricWriter
 
@@ -232,7 +231,7 @@ class MLflowTracker(Logger):
         if self.interrupted_by is not None or status == "finished":
             status = "killed"
         self.flush(timeout=120)
-        self._record({"status": _STATUS.get(status, "FAILED"), "end_time": _now_ms()})
+        self._record({"status": _STATUS.get(status, "FAILED"), "end_time": now_ms()})
         spool = self._spool
         if spool is not None and not spool.send_if_reachable():
             # kept until `lrsched send`: no thread keeps trying after the end (a later stage
@@ -356,16 +355,12 @@ class MLflowTracker(Logger):
         if self._writer is not None:
             self._close_writer(timeout=30)
         if self._started and not self._finalized and self.interrupted_by is not None:
-            killed = {"status": "KILLED", "end_time": _now_ms()}
+            killed = {"status": "KILLED", "end_time": now_ms()}
             if self._spool is not None and self._spool.keep(killed):
                 return
             self._adopt_sent_run()
             run_id = self._run_id
             retrying(lambda: self.experiment.set_terminated(run_id, "KILLED"), deadline=10)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _plain(value: Any) -> Any:
