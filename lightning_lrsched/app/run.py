@@ -24,6 +24,8 @@ from ..lightning.trainer_info import lr_scale, why_unbounded
 from ..tasks.data import MissingExtraError
 from .horizon import horizon, quiet_lightning, relaunches_command
 
+LIGHTNING_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Trainer.fit resolves itself
+
 
 @dataclass
 class Checked:
@@ -191,8 +193,8 @@ def check_config(cfg: DictConfig) -> Checked:
         ) from None
     module = classifier(plain, net)
     ckpt = plain.get("ckpt_path")
-    if ckpt not in (None, "last", "best", "hpc", "registry") and not Path(str(ckpt)).exists():
-        raise ConfigError("ckpt_path", ckpt, "no such checkpoint file (or: last, best, hpc)")
+    if ckpt not in (None, *LIGHTNING_CKPT_PATHS, "auto") and not Path(str(ckpt)).exists():
+        raise ConfigError("ckpt_path", ckpt, "no such checkpoint file (or: auto, last, best, hpc)")
     total, per_epoch = _check_horizon(trainer_cfg, trainer, module, datamodule)
     scheduler = plain.get("scheduler")
     if scheduler:
@@ -238,6 +240,9 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
     names (as lightning-hydra-template's ``train`` does), so a sweep can optimise any of them."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)  # data order etc.
+    root = plain["trainer"].get("default_root_dir") or _output_dir()
+    if plain.get("ckpt_path") == "auto":
+        plain["ckpt_path"] = resume_from(root)
     logger = False
     if plain.get("logger"):
         extra: dict[str, Any] = {}
@@ -257,7 +262,7 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
     ]
     options: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
     if not plain["trainer"].get("default_root_dir"):
-        options["default_root_dir"] = _output_dir()  # checkpoints go there
+        options["default_root_dir"] = root  # checkpoints go there
     trainer = _instantiate(cfg.trainer, "trainer", **options)
     # A fresh data module, as configured (loader workers included): Lightning prepares and
     # sets it up inside fit, on every rank. The schedule takes its horizon from this Trainer,
@@ -288,6 +293,18 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
         )
         return float("nan")
     return results[metric]
+
+
+def resume_from(root: str) -> str | None:
+    """``ckpt_path=auto``: the newest checkpoint in ``<root>/checkpoints`` (a preemption's, or
+    a ``ModelCheckpoint``'s there), or None (a fresh start). Every rank reads the same folder,
+    before any of them writes to it."""
+    from ..lightning.preemption import newest_checkpoint
+
+    found = newest_checkpoint(Path(root) / "checkpoints")
+    if found is not None and int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0))) == 0:
+        print(f"lrsched train: resuming from {found}", file=sys.stderr)
+    return None if found is None else str(found)
 
 
 def _output_dir() -> str:

@@ -29,12 +29,16 @@ def _fail(message: str) -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def _app(cfg: DictConfig) -> Any:
+    from ..lightning.preemption import PREEMPTED_EXIT_CODE, Preempted
     from .run import check_config, train_and_report  # Lightning: not for --help or --cfg
 
     try:
         return train_and_report(cfg, check_config(cfg))
     except ConfigError as err:
         _fail(str(err).replace("\n", " "))
+    except Preempted as stop:  # every rank: the checkpoint is written, the run is closed
+        print(f"lrsched train: {stop}", file=sys.stderr, flush=True)
+        sys.exit(PREEMPTED_EXIT_CODE)
 
 
 def main() -> None:

@@ -103,7 +103,10 @@ class _InMemoryDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
         assert dataset is not None, "setup() builds the splits"
-        return DataLoader(
+        # training: torchdata's loader, whose position Lightning saves in checkpoints, so a run
+        # resumed inside an epoch (after a preemption) sees the batches it had not seen yet
+        stateful = _import_extra("torchdata.stateful_dataloader", "torchdata")
+        return (stateful.StatefulDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,

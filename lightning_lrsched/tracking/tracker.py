@@ -29,7 +29,16 @@ from .spool import Spool, apply_op, is_local_id, now_ms, reachable, spool_root
 from .store import get_or_create_experiment, last_steps, prepare_store, resolve_uri, retrying
 from .writer import MetricWriter
 
-_STATUS = {"success": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
+# "requeued" and "preempted": from ``Preemption``, after its checkpoint; the run continues when
+# the job resumes (SCHEDULED: SLURM runs the job again by itself; KILLED: someone must)
+_STATUS = {
+    "success": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+    "requeued": "SCHEDULED",
+    "preempted": "KILLED",
+}
+_PREEMPTED = ("requeued", "preempted")
 
 
 class MLflowTracker(Logger):
@@ -76,6 +85,7 @@ class MLflowTracker(Logger):
         self._hooks_installed = False
         self._skip_until: dict[str, int] = {}  # after a resume: steps already in the store
         self.interrupted_by: str | None = None
+        self._preempted = False  # finalized as requeued/preempted: what follows is no failure
 
     # -- Lightning's Logger interface --------------------------------------------------------
     @property
@@ -224,10 +234,13 @@ class MLflowTracker(Logger):
         first; the writer process stays for a later stage's points (starting one costs an
         MLflow import, seconds of CPU) and ends at interpreter exit, or when this process dies.
         Lightning's SLURM requeue handler passes "finished" for a preempted job: that, and a
-        SIGTERM seen earlier, mark the run KILLED.
+        SIGTERM seen earlier, mark the run KILLED. ``Preemption`` passes "requeued" (SCHEDULED)
+        or "preempted" (KILLED); the "failed" Lightning passes next, as the stop unwinds
+        ``fit``, changes nothing.
         """
-        if not self._started:
+        if not self._started or self._preempted:
             return
+        self._preempted = status in _PREEMPTED
         if self.interrupted_by is not None or status == "finished":
             status = "killed"
         self.flush(timeout=120)

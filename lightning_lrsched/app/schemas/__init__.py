@@ -18,6 +18,7 @@ from .training import (
     LRLoggerConfig,
     MLflowLoggerConfig,
     OptimizerConfig,
+    PreemptionConfig,
     RMSpropConfig,
     RunTrackingConfig,
     SGDConfig,
@@ -39,7 +40,11 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "logger": {"mlflow": MLflowLoggerConfig, "csv": CSVLoggerConfig},
     "data": {"digits": DigitsConfig, "mnist1d": MNIST1DConfig},
     "model": {"mlp": MLPConfig, "cnn1d": CNN1DConfig},
-    "callbacks": {"lr_logger": LRLoggerConfig, "run_tracking": RunTrackingConfig},
+    "callbacks": {
+        "lr_logger": LRLoggerConfig,
+        "run_tracking": RunTrackingConfig,
+        "preemption": PreemptionConfig,
+    },
 }
 
 

@@ -112,3 +112,14 @@ class LRLoggerConfig:
     _target_: str = "lightning_lrsched.callbacks.LRLogger"
     momentum: bool = True
     weight_decay: bool = True
+
+
+@dataclass
+class PreemptionConfig:
+    """On SIGUSR1/SIGTERM: one checkpoint at a step every rank agrees on, the job requeued
+    under SLURM, the run resumable with ``ckpt_path=auto``."""
+
+    _target_: str = "lightning_lrsched.callbacks.Preemption"
+    dirpath: str | None = None  # None: <trainer.default_root_dir>/checkpoints
+    signals: list[str] = field(default_factory=lambda: ["SIGUSR1", "SIGTERM"])
+    requeue: Any = "auto"  # auto (under SLURM) | true | false

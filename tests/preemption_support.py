@@ -1,0 +1,58 @@
+"""Sending a preemption signal to the training process at a chosen point (tests only).
+
+``SignalAt`` is a callback: with ``point`` one of :data:`POINTS` it sends ``signal`` to its
+own process once, the first time training reaches that point at or after optimizer step
+``step``. ``lrsched train`` takes it as
+``+callbacks.signal_at._target_=preemption_support.SignalAt`` with ``tests/`` on
+``PYTHONPATH``; ``rank`` limits it to one global rank (the others learn it from the agreement).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning.pytorch as pl
+
+POINTS = (
+    "mid-epoch",  # the end of a training batch with no validation after it
+    "last-batch",  # the end of an epoch's last training batch (its validation comes next)
+    "before-validation",  # the start of the epoch-end validation
+    "during-validation",  # after a validation batch
+    "during-checkpoint",  # while a checkpoint is being written (a callback's on_save_checkpoint)
+)
+
+
+class SignalAt(pl.Callback):
+    def __init__(
+        self, point: str, step: int = 0, signal: str = "SIGUSR1", rank: int | None = None
+    ) -> None:
+        if point not in POINTS:
+            raise ValueError(f"point {point!r} is not one of {POINTS}")
+        self.point, self.step, self.signal, self.rank = point, step, signal, rank
+        self.sent_at: int | None = None
+
+    def _send(self, trainer: pl.Trainer, point: str) -> None:
+        if self.sent_at is not None or point != self.point or trainer.global_step < self.step:
+            return
+        if trainer.sanity_checking or (self.rank is not None and trainer.global_rank != self.rank):
+            return
+        self.sent_at = trainer.global_step
+        os.kill(os.getpid(), signal.Signals[self.signal])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        last = batch_idx + 1 >= trainer.num_training_batches
+        self._send(trainer, "last-batch" if last else "mid-epoch")
+
+    def on_validation_start(self, trainer, pl_module):
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._send(trainer, "before-validation")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
+        self._send(trainer, "during-validation")
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self._send(trainer, "during-checkpoint")
+
+    def state_dict(self):  # a resumed run signals again only if asked to
+        return {}
