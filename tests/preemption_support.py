@@ -56,3 +56,58 @@ class SignalAt(pl.Callback):
 
     def state_dict(self):  # a resumed run signals again only if asked to
         return {}
+
+
+class SignalOnce(SignalAt):
+    """``SignalAt`` that signals in one start of a job only: the first to get there writes
+    ``marker``, so a restarted job can run the very same command."""
+
+    def __init__(self, marker: str, **options) -> None:
+        super().__init__(**options)
+        self.marker = marker
+
+    def _send(self, trainer: pl.Trainer, point: str) -> None:
+        from pathlib import Path
+
+        if not Path(self.marker).exists():
+            before = self.sent_at
+            super()._send(trainer, point)
+            if self.sent_at is not None and before is None:
+                Path(self.marker).write_text(f"{point} {self.signal} {self.sent_at}")
+
+
+class RankRates(pl.Callback):
+    """Appends every optimizer step's rates on this rank to ``<out>/rank<global rank>.jsonl``
+    (a restarted job appends to the same file), with the horizon Lightning estimates."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        import json
+        from pathlib import Path
+
+        path = Path(self.out) / f"rank{trainer.global_rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        row = {
+            "step": trainer.global_step,
+            "lrs": [group["lr"] for group in optimizer.param_groups],
+            "world_size": trainer.world_size,
+            "estimated": trainer.estimated_stepping_batches,
+        }
+        with path.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+
+class StepSleep(pl.Callback):
+    """Rank zero sleeps ``seconds`` after each optimizer step (the other ranks wait for it in
+    the next all-reduce): a training long enough for something to happen while it runs."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.is_global_zero:
+            import time
+
+            time.sleep(self.seconds)

@@ -6,10 +6,8 @@ What is pinned down:
    limit_train_batches int and float × max_steps / max_epochs): the horizon and epoch length
    :func:`check_config` reports, per rank, equal the count worked out here by hand from the
    data set's size (the per-rank share under DDP included);
-2. real runs of a subset through the app (in this process for one device; as a command with
-   two CPU processes, both ``strategy=auto``, where Lightning re-runs the command, and
-   ``ddp_spawn`` in a two-job sweep): every rank runs exactly the pre-checked number of optimizer
-   steps, and each job is one output directory and one MLflow run holding every step once;
+2. real runs of a subset through the app, in this process, for one device: they run exactly the
+   pre-checked number of optimizer steps (two ranks, launched every way: ``test_launch.py``);
 3. the pre-check starts no process (no DDP launch, no data-loader worker, no process group);
 4. the two places that reach into Lightning's internals (:func:`attach_for_fit`,
    :func:`relaunches_command`) fail here first when Lightning changes what they mirror.
@@ -23,7 +21,6 @@ import json
 import math
 import multiprocessing
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +30,6 @@ import pytest
 import torch.distributed
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from lightning_support import subprocess_env
 
 from lightning_lrsched.app.horizon import attach_for_fit, horizon, relaunches_command
 from lightning_lrsched.app.run import check_config
@@ -151,93 +147,6 @@ def test_one_process_runs_the_prechecked_steps(case, hydra_conf, tmp_path, capfd
         GlobalHydra.instance().clear()
     (record,) = ranks(out, 1)
     assert record["global_step"] == record["estimated"] == total
-
-
-REAL_DDP = [(2, "auto", 3, 0.5, "max_epochs"), (2, "ddp_spawn", 3, 5, "max_steps")]
-EXPERIMENT = "lightning-lrsched"  # the app's default experiment
-SWEPT = ["cosine", "step"]  # the ddp_spawn command is a sweep over these
-
-
-def tracked_runs(store: Path) -> list:
-    """Every run of the app's experiment in ``store``, which holds no other experiment's runs."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{store}")
-    experiments = client.search_experiments()
-    with_runs = [e for e in experiments if client.search_runs([e.experiment_id])]
-    assert [e.name for e in with_runs] == [EXPERIMENT]
-    return client.search_runs([with_runs[0].experiment_id])
-
-
-def lr_steps(store: Path, run) -> list[int]:
-    """The steps of the run's rate curve (its one param group)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{store}")
-    (key,) = [k for k in run.data.metrics if k.startswith("lr/")]
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(CORES < 2, reason="two CPU processes need two cores")
-def test_two_processes_run_the_prechecked_steps_on_every_rank(hydra_conf, tmp_path, existing_store):
-    """Both DDP launchers, as commands, tracked in the default store of their directory:
-    ``lrsched train`` with ``strategy=auto`` (Lightning re-runs the command for rank 1) and a
-    ``-m`` sweep of two jobs with ``ddp_spawn``; started together to share the start-up.
-
-    Every rank of every job runs the pre-checked steps; each job is one Hydra output directory
-    (rank 1 of the re-run command logs into rank 0's) and one finished MLflow run, written by
-    rank 0, with every optimizer step's rate once."""
-    env = subprocess_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    env["XDG_CACHE_HOME"] = os.environ["XDG_CACHE_HOME"]
-    env.pop("MLFLOW_TRACKING_URI", None)
-    started = []
-    for case in REAL_DDP:
-        name = "-".join(map(str, case))
-        cwd = tmp_path / name
-        store = existing_store(cwd)
-        argv = overrides(*case)
-        # the default logger (MLflow) and callbacks (the rate logger among them)
-        tracked = [a for a in argv if a not in ("logger=none", "callbacks=none")]
-        if case[1] == "ddp_spawn":
-            tracked = ["-m", *[a for a in tracked if not a.startswith("scheduler=")]]
-            tracked.append(f"scheduler={','.join(SWEPT)}")
-        recorder = [
-            "+callbacks.steps._target_=horizon_support.StepRecorder",
-            "+callbacks.steps.out=${hydra:runtime.output_dir}/steps",
-        ]
-        command = [sys.executable, "-m", "lightning_lrsched", "train", *tracked, *recorder]
-        log = (cwd / "log").open("w")
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        started.append((case, argv, cwd, store, process))
-    for case, argv, cwd, store, process in started:
-        try:
-            code = process.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-        assert code == 0, (cwd / "log").read_text()[-3000:]
-        total, _ = prechecked(argv)
-        assert total == expected(*case[:1], *case[2:])[0]
-        sweep = case[1] == "ddp_spawn"
-        jobs = sorted(p.parent for p in cwd.rglob(".hydra"))
-        assert len(jobs) == (len(SWEPT) if sweep else 1), jobs
-        assert not (cwd / ("outputs" if sweep else "multirun")).exists()
-        for job in jobs:
-            for record in ranks(job / "steps", 2):
-                assert record["global_step"] == record["estimated"] == total, (case, record)
-        if not sweep:  # the process Lightning started for rank 1 logged into the same directory
-            assert (jobs[0] / "train_ddp_process_1.log").is_file(), sorted(os.listdir(jobs[0]))
-        runs = tracked_runs(store)
-        assert sorted(run.data.params.get("scheduler/name") for run in runs) == (
-            SWEPT if sweep else ["cosine"]
-        )
-        for run in runs:
-            assert run.info.status == "FINISHED"
-            assert run.data.params["trainer/strategy"] == case[1]
-            assert run.data.params["trainer/devices"] == "2"
-            assert lr_steps(store, run) == list(range(total))
 
 
 # -- the pre-check starts nothing -------------------------------------------------------------

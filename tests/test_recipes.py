@@ -206,36 +206,33 @@ def test_slurm_script_asks_for_the_allocation_and_the_warning_signal() -> None:
     assert directives["ntasks-per-node"] == directives["gpus-per-node"], "one task per GPU"
 
 
-def test_slurm_script_resumes_from_the_newest_checkpoint(fakes: Path, tmp_path: Path) -> None:
-    script = str(RECIPES / "slurm" / "train.sbatch")
+def test_slurm_script_resumes_by_itself_from_the_newest_checkpoint(
+    fakes: Path, tmp_path: Path
+) -> None:
+    """The same command for every start of the job: ``ckpt_path=auto`` in the job's directory,
+    which names the newest checkpoint of ``checkpoints/`` (the run itself: tests/test_launch.py)."""
+    from lightning_lrsched.app.run import resume_from
 
-    def launched(**env: str) -> list[str]:
-        done, calls = run_bash([script], fakes, tmp_path, **env)
-        assert done.returncode == 0, done.stderr
-        [srun] = [c for c in calls if c[0] == "srun"]
-        overrides = train_overrides(srun)
-        assert overrides is not None
-        return overrides
-
-    first = launched()
-    assert "ckpt_path=null" in first
-    assert "trainer.devices=1" in first and "trainer.num_nodes=2" in first
-    checked(first)
-
+    done, calls = run_bash([str(RECIPES / "slurm" / "train.sbatch")], fakes, tmp_path)
+    assert done.returncode == 0, done.stderr
+    [srun] = [c for c in calls if c[0] == "srun"]
+    overrides = train_overrides(srun)
+    assert overrides is not None
     run_dir = tmp_path / "runs" / SCRIPT_ENV["SLURM_JOB_ID"]
+    assert "ckpt_path=auto" in overrides
+    assert f"trainer.default_root_dir={run_dir}" in overrides
+    assert f"hydra.run.dir={run_dir}/hydra" in overrides  # one output directory for all tasks
+    assert "trainer.devices=1" in overrides and "trainer.num_nodes=2" in overrides
+    checked(overrides)
+
+    assert resume_from(str(run_dir)) is None  # the first start
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"end of an epoch")
     time.sleep(0.02)
-    (run_dir / "hpc_ckpt_1.ckpt").write_bytes(b"written on SIGUSR1")
-    resumed = launched(SLURM_RESTART_COUNT="1")
-    moved = run_dir / "checkpoints" / "preempted-1-hpc_ckpt_1.ckpt"
-    assert f"ckpt_path={moved}" in resumed
-    assert not list(run_dir.glob("hpc_ckpt_*")), "left where Lightning would load it for test"
-    checked(resumed)
-
-    crashed = launched(SLURM_RESTART_COUNT="2")  # no new SIGUSR1 checkpoint: the newest file
-    assert f"ckpt_path={moved}" in crashed
-    os.utime(run_dir / "checkpoints" / "last.ckpt")
-    assert f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}" in launched()
+    (run_dir / "checkpoints" / "preempted.ckpt").write_bytes(b"written on SIGUSR1")
+    assert resume_from(str(run_dir)) == str(run_dir / "checkpoints" / "preempted.ckpt")
+    time.sleep(0.02)
+    os.utime(run_dir / "checkpoints" / "last.ckpt")  # an epoch ended after the restart
+    assert resume_from(str(run_dir)) == str(run_dir / "checkpoints" / "last.ckpt")
 
 
 # -- torchrun ------------------------------------------------------------------------------------

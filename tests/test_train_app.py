@@ -554,22 +554,10 @@ class CliRun:
 
 
 def _cli_commands(cache: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    module = [sys.executable, "-m", "lightning_lrsched"]
     return {
         # the default: digits MLP, warmup + cosine, the embedded store in the cwd
         "default": ([*_lrsched(), "train", "trainer.max_epochs=2"], {}),
-        "mnist1d": (
-            [
-                *module,
-                "train",
-                "experiment=mnist1d_cnn",
-                "trainer.max_epochs=3",
-                "data.num_samples=1000",
-                "optimizer.lr=0.02",
-                f"data.cache_dir={cache}",
-            ],
-            {},
-        ),
+        # (experiment=mnist1d_cnn trains in every launch of tests/test_launch.py)
         # scikit-learn made unimportable, as when the `tasks` extra is not installed
         "no_sklearn": (
             [
@@ -698,25 +686,6 @@ def test_default_run_tracks_every_step_in_the_embedded_store(cli):
     assert tags.get("mlflow.experimentKind") == "custom_model_development"
     params = tracked.data.params
     assert any("scheduler" in k and k.endswith("name") and v == "cosine" for k, v in params.items())
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("train_app_cli")
-def test_mnist1d_experiment_trains(cli):
-    run = cli["mnist1d"]
-    _assert_ok(run)
-    assert list((run.cwd.parent / "data-cache").glob("*.npz")), "data.cache_dir is used"
-    assert not (run.cwd.parent / "xdg-cache" / "lightning_lrsched").exists()
-    tracked = _one_run(run.store)
-    assert tracked.info.status == "FINISHED"
-    losses = [v for _, v in _history(run.store, tracked.info.run_id, "train_loss_epoch")]
-    assert len(losses) == 3 and losses[-1] < losses[0]
-    assert tracked.data.metrics["val_acc"] > 0.15  # chance is 0.1
-    # one-cycle peaking at optimizer.lr, starting at lr / div_factor
-    key = next(k for k in tracked.data.metrics if k.startswith("lr/"))
-    rates = [v for _, v in _history(run.store, tracked.info.run_id, key)]
-    assert max(rates) == pytest.approx(0.02, rel=1e-6)
-    assert rates[0] == pytest.approx(0.02 / 25, rel=1e-6)
 
 
 def test_csv_logger_writes_metrics_and_no_store(tmp_path, capfd):

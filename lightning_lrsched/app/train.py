@@ -61,7 +61,28 @@ def main() -> None:
     if problem is not None:
         _fail(problem)
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    sys.argv += _rank_output_overrides(arguments)
     _app()
+
+
+def _rank_output_overrides(arguments: list[str]) -> list[str]:
+    """For a rank other than zero that torchrun or srun started: its own log file in the job's
+    one output directory, and no copy of the config there (as Lightning does for the ranks it
+    starts itself), so ranks that share ``hydra.run.dir`` never write the same file.
+
+    Only these processes get their arguments extended: Lightning re-runs no command under an
+    external launcher."""
+    rank = os.environ.get("RANK")
+    if rank is None and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        rank = os.environ.get("SLURM_PROCID")
+    if rank is None or int(rank) == 0 or "-m" in arguments or "--multirun" in arguments:
+        return []
+    extra = []
+    if not any(a.startswith("hydra.job.name=") for a in arguments):
+        extra.append(f"hydra.job.name=train_rank{int(rank)}")
+    if not any(a.startswith("hydra.output_subdir=") for a in arguments):
+        extra.append("hydra.output_subdir=null")
+    return extra
 
 
 def _print_help(overrides: list[str]) -> None:

@@ -269,14 +269,22 @@ def apply_restored_loader_state(trainer: pl.Trainer) -> bool:
     set up before the checkpoint is restored and is not set up again
     (Lightning-AI/pytorch-lightning#20550, fixes proposed in #21765 and #21770). No public API
     reaches the pending state, so this does what those fixes do, through the fit loop's private
-    members: load it, then start the loader's iterator again. ``tests/test_preemption.py``
-    fails when Lightning renames them or fixes the bug its own way.
+    members: load it, set the epoch of the loader's sampler, then start the loader's iterator
+    again. ``tests/test_preemption.py`` (one process) and ``tests/test_launch.py`` (DDP, the
+    same final metrics after a preemption) fail when Lightning changes this.
     """
     loop = trainer.fit_loop
     pending = getattr(loop, "_combined_loader_states_to_load", None)
     if not pending or getattr(loop, "_combined_loader", None) is None:
         return False
     loop._load_combined_loader_states()
+    for loader in loop._combined_loader.flattened:
+        # the epoch's shuffle first (a DistributedSampler's order depends on it): Lightning sets
+        # it only when the epoch starts, after this iterator is made
+        for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+            sampler = getattr(sampler, "sampler", sampler)  # a batch sampler's own sampler
+            if callable(getattr(sampler, "set_epoch", None)):
+                sampler.set_epoch(trainer.current_epoch)
     iter(loop._data_fetcher)
     return True
 

@@ -21,6 +21,10 @@ fi
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 # Only global rank 0 writes to MLflow: a tracking server, or SQLite on a disk both machines share.
 export MLFLOW_TRACKING_URI=${MLFLOW_TRACKING_URI:-sqlite:///$PWD/mlflow.db}
+# The training's files (checkpoints/, hydra/), on a disk both machines share: after a stop
+# (SIGTERM: checkpoints/preempted.ckpt) or a crash, the same command resumes from the newest
+# checkpoint there (ckpt_path=auto).
+RUN_DIR=${RUN_DIR:-$PWD/runs/$RUN_ID}
 
 torchrun \
   --nnodes=2 \
@@ -34,4 +38,10 @@ torchrun \
   trainer.num_nodes=2 \
   trainer.devices=$NPROC_PER_NODE \
   trainer.accelerator=$ACCELERATOR \
+  trainer.default_root_dir=$RUN_DIR \
+  +callbacks.checkpoint._target_=lightning.pytorch.callbacks.ModelCheckpoint \
+  +callbacks.checkpoint.dirpath=$RUN_DIR/checkpoints \
+  +callbacks.checkpoint.save_last=true \
+  ckpt_path=auto \
+  hydra.run.dir=$RUN_DIR/hydra \
   "$@"
