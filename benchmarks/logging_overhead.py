@@ -20,7 +20,7 @@ Reported: the median steps/s over rounds and the median of the per-round ratios 
 (paired), and the same for process CPU time per step (all threads: the tracker's writer too),
 which other load on the machine disturbs much less than wall time.
 
-    .venv/bin/python benchmarks/logging_overhead.py [--quick]
+    .venv/bin/python benchmarks/logging_overhead.py [--quick] [--accelerator gpu]
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ def make_loggers(tmp: str) -> dict[str, object]:
     }
 
 
+ACCELERATOR = ["cpu"]  # --accelerator gpu: the same comparison on a GPU (scripts/gpu-check.sh)
+
+
 def fit_once(name: str, loggers: dict, data: TensorDataset, tmp: str) -> tuple[float, ...]:
     """One fit of ``len(data) // BATCH`` steps: (steps/s and CPU s/step inside the loop,
     seconds for the whole fit)."""
@@ -141,7 +144,7 @@ def fit_once(name: str, loggers: dict, data: TensorDataset, tmp: str) -> tuple[f
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        accelerator="cpu",
+        accelerator=ACCELERATOR[0],
         devices=1,
         default_root_dir=tmp,
         **options,
@@ -166,7 +169,9 @@ def quiet() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test")
+    parser.add_argument("--accelerator", default="cpu", help="cpu (default) or gpu")
     args = parser.parse_args()
+    ACCELERATOR[0] = args.accelerator
     rounds, steps = (2, 40) if args.quick else (9, 300)
     slow_steps = max(steps // 3, 3 * SKIP)
     torch.set_num_threads(1)

@@ -7,5 +7,14 @@ from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
+from .lightning.rank_guard import RankDivergenceError, RankGuard
 
-__all__ = ["LRLogger", "LRSchedule", "PlateauControl", "Preempted", "Preemption"]
+__all__ = [
+    "LRLogger",
+    "LRSchedule",
+    "PlateauControl",
+    "Preempted",
+    "Preemption",
+    "RankDivergenceError",
+    "RankGuard",
+]

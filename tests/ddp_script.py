@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lightning_support import RateRecorder, TinyModule
 from tracking_script import TrackedModule
 
-from lightning_lrsched.callbacks import LRLogger, LRSchedule
+from lightning_lrsched.callbacks import LRLogger, LRSchedule, RankDivergenceError
 from lightning_lrsched.lightning import attached_schedules
 from lightning_lrsched.tracking import MLflowTracker, RunTracking
 
@@ -53,6 +53,19 @@ class RankOffsets(pl.Callback):
 
     def on_validation_epoch_start(self, trainer, pl_module):
         pl_module.val_offset = float(self.offsets[trainer.global_rank][trainer.current_epoch])
+
+
+class ExtraStepOnRank(pl.Callback):
+    """At the start of epoch ``epoch``, rank ``rank``'s schedule takes one step the others do
+    not (a rank that drifted): the rank guard must stop every rank at that epoch's end."""
+
+    def __init__(self, rank: int, epoch: int) -> None:
+        self.rank, self.epoch = rank, epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.global_rank == self.rank and trainer.current_epoch == self.epoch:
+            (scheduler,) = attached_schedules(trainer)
+            scheduler.step()
 
 
 class ValidationRecorder(pl.Callback):
@@ -111,6 +124,8 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         callbacks.append(LRSchedule(case["scheduler"]))
     else:
         module = module_class(scheduler=case["scheduler"], optimizer=case["optimizer"])
+    if case.get("diverge"):
+        callbacks.append(ExtraStepOnRank(**case["diverge"]))
     loggers: list[Logger] | bool = False
     probe = tracker = None
     if case.get("lr_logger"):
@@ -136,7 +151,11 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         default_root_dir=case_dir,
         callbacks=callbacks,
     )
-    trainer.fit(module)
+    error = None
+    try:
+        trainer.fit(module)
+    except RankDivergenceError as stop:
+        error = str(stop)
     (scheduler,) = attached_schedules(trainer)
     result = {
         "rank": trainer.global_rank,
@@ -151,6 +170,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         "validations": validations.records,
         "probe_lr_steps": None if probe is None else probe.lr_steps,
         "run_id": None if tracker is None else tracker.version,
+        "error": error,
     }
     case_dir.mkdir(parents=True, exist_ok=True)
     path = case_dir / f"rank{trainer.global_rank}.json"

@@ -99,15 +99,20 @@ class RankRates(pl.Callback):
             handle.write(json.dumps(row) + "\n")
 
 
-class StepSleep(pl.Callback):
-    """Rank zero sleeps ``seconds`` after each optimizer step (the other ranks wait for it in
-    the next all-reduce): a training long enough for something to happen while it runs."""
+class WaitFor(pl.Callback):
+    """Rank zero waits, after optimizer step ``step``, until ``marker`` exists (at most
+    ``timeout`` s; the other ranks wait for it in the next all-reduce): the test does something
+    while the job is known to be training, then lets it go on."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    def __init__(self, marker: str, step: int, timeout: float = 180.0) -> None:
+        self.marker, self.step, self.timeout = marker, step, timeout
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.is_global_zero:
-            import time
+        import time
+        from pathlib import Path
 
-            time.sleep(self.seconds)
+        if not trainer.is_global_zero or trainer.global_step != self.step:
+            return
+        deadline = time.monotonic() + self.timeout
+        while not Path(self.marker).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)

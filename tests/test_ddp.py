@@ -141,9 +141,23 @@ TRACKED = {
     "tracking_uri": None,
 }
 
-CASES = {
-    case["name"]: case for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED)
+# Rank 1's schedule takes one extra step at the start of epoch 2: the rank guard (added by the
+# helper under DDP) stops both ranks at the end of that epoch. Last: it ends its fit in error.
+DIVERGING = {
+    "name": "diverging_helper",
+    "via": "helper",
+    "scheduler": {"name": "cosine", "warmup": "25%"},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+    "diverge": {"rank": 1, "epoch": 2},
 }
+
+CASES = {
+    case["name"]: case
+    for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED, DIVERGING)
+}
+CONSISTENT = [name for name in CASES if "diverge" not in CASES[name]]
 
 
 @pytest.fixture(scope="module")
@@ -237,9 +251,10 @@ def assert_rates(recorded, expected_lrs, expected_momenta=None):
 # -- tests -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", CONSISTENT)
 def test_ranks_step_identical_rates(ddp_run, name):
     rank0, rank1 = ddp_run[1][name]
+    assert rank0["error"] is None and rank1["error"] is None
     assert (rank0["rank"], rank1["rank"]) == (0, 1)
     assert len(rank0["rates"]) == TOTAL
     assert rank0["rates"] == rank1["rates"]  # exactly: steps, rates and momenta
@@ -247,7 +262,7 @@ def test_ranks_step_identical_rates(ddp_run, name):
     assert rank0["description"] == rank1["description"]
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", CONSISTENT)
 def test_horizon_is_the_per_rank_share(ddp_run, name):
     for result in ddp_run[1][name]:
         assert result["world_size"] == WORLD_SIZE
@@ -255,6 +270,20 @@ def test_horizon_is_the_per_rank_share(ddp_run, name):
         assert result["estimated_stepping_batches"] == TOTAL
         assert result["global_step"] == TOTAL
         assert result["group_names"] == GROUPS
+
+
+def test_rank_guard_stops_every_rank_naming_the_first_difference(ddp_run):
+    """Rank 1's schedule stepped once more at the start of epoch 2: both ranks stop at the end
+    of that epoch, with the same one-line message naming rank 1, the group and both values."""
+    rank0, rank1 = ddp_run[1]["diverging_helper"]
+    assert rank0["error"] == rank1["error"]
+    message = rank0["error"]
+    assert message.startswith("rank guard: rank 1 disagrees with rank 0 after epoch 2 (step 12)")
+    assert "\n" not in message
+    assert "SGD/head lr is " in message, message  # the first group of the first optimizer
+    # the steps both ranks took are the same; the rates from epoch 2 on are not
+    assert [s for s, _, _ in rank0["rates"]] == [s for s, _, _ in rank1["rates"]] == list(range(12))
+    assert rank0["rates"][:8] == rank1["rates"][:8] and rank0["rates"][8:] != rank1["rates"][8:]
 
 
 @pytest.mark.parametrize("name", ["plateau_helper", "plateau_callback"])

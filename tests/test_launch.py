@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -83,6 +84,10 @@ def _start(command: list[str], cwd: Path, env: dict, log: Path) -> subprocess.Po
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def _rates(out: Path, rank: int) -> list[tuple[int, tuple[float, ...]]]:
     rows = [json.loads(line) for line in (out / f"rank{rank}.jsonl").read_text().splitlines()]
     return [(row["step"], tuple(row["lrs"])) for row in rows]
@@ -125,8 +130,9 @@ def launches(tmp_path_factory, data_cache, migrated_store):
         for name, argv in (("ddp", ["trainer=ddp"]), ("ddp_spawn", ["-m", "trainer=ddp_spawn"])):
             cwd, out, log = job(name)
             (cwd / "mlflow.db").write_bytes(migrated_store.read_bytes())
-            command = [sys.executable, "-m", "lightning_lrsched", "train", *argv,
-                       "experiment=mnist1d_cnn", *WORKLOAD, *recorded(out)]  # fmt: skip
+            lrsched = Path(sys.executable).with_name("lrsched")  # the installed command
+            command = [str(lrsched), "train", *argv, "experiment=mnist1d_cnn", *WORKLOAD,
+                       *recorded(out)]  # fmt: skip
             codes = _wait([_start(command, cwd, _env(data_cache), log)], log)
             results[name] = {"codes": codes, "cwd": cwd, "out": out, "log": log,
                              "store": f"sqlite:///{cwd / 'mlflow.db'}"}  # fmt: skip
@@ -137,20 +143,24 @@ def launches(tmp_path_factory, data_cache, migrated_store):
         env = _env(data_cache, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                    NPROC_PER_NODE="1", ACCELERATOR="cpu", RUN_ID=f"two-nodes-{seed}",
                    MLFLOW_TRACKING_URI=server.uri)  # fmt: skip
-        # rank 0 sleeps 1 s a step: the server comes up (seconds) while the ranks train
+        # rank 0 holds the training after step 3 until the server is up: it is started while
+        # the job trains, and the job goes on training with it
+        up = cwd / "server-up"
         script = [str(RECIPES / "torchrun_two_nodes" / "train.sh"), *WORKLOAD, *recorded(out),
                   "logger.experiment_name=torchrun",
-                  "+callbacks.slow._target_=preemption_support.StepSleep",
-                  "+callbacks.slow.seconds=1.0"]  # fmt: skip
+                  "+callbacks.gate._target_=preemption_support.WaitFor",
+                  f"+callbacks.gate.marker={up}", "+callbacks.gate.step=3"]  # fmt: skip
         nodes = [_start(["bash", *script], cwd, env, log) for _ in range(2)]
         deadline = time.monotonic() + TIMEOUT
-        while not (out / "rank0.jsonl").exists() and time.monotonic() < deadline:
+        while len(_lines(out / "rank0.jsonl")) < 3 and time.monotonic() < deadline:
             if any(node.poll() is not None for node in nodes):
                 break
             time.sleep(0.2)
-        results["torchrun"] = {"trained_before_server": (out / "rank0.jsonl").exists()}
+        results["torchrun"] = {"trained_before_server": len(_lines(out / "rank0.jsonl")) >= 3}
+        (server.root / "server.db").write_bytes(migrated_store.read_bytes())
         server.start()
         server.wait_healthy()
+        up.touch()
         results["torchrun"]["server_up_while_training"] = all(n.poll() is None for n in nodes)
         codes = _wait(nodes, log)
         results["torchrun"].update(
@@ -180,7 +190,8 @@ def launches(tmp_path_factory, data_cache, migrated_store):
             "+callbacks.signal.rank=1",
         ]  # fmt: skip
         sbatch = ["bash", str(RECIPES / "slurm" / "train.sbatch"), *WORKLOAD, *recorded(out),
-                  *signal_at, "logger.experiment_name=slurm"]  # fmt: skip
+                  *signal_at, "logger.experiment_name=slurm",
+                  "logger.system_metrics_interval=1"]  # fmt: skip
         starts = []
         for restart in range(3):  # at most one requeue is expected
             env["SLURM_RESTART_COUNT"] = str(restart)
@@ -245,6 +256,16 @@ def test_lightning_launchers(launches):
     assert run.data.metrics["val_acc"] > 0.15
     rates = [lrs[0] for _, lrs in _rates(launches["ddp"]["out"], 0)]
     assert rates[0] == pytest.approx(max(rates) / 25, rel=1e-6) and rates[-1] < rates[0]
+    # how to look at it: the UI command for the default store in the cwd and a link to the run
+    out = launches["ddp"]["log"].read_text()
+    match = re.search(r"mlflow ui --backend-store-uri (\S+)", out)
+    assert match and match.group(1) == launches["ddp"]["store"], out[-2000:]
+    experiment = run.info.experiment_id
+    assert f"#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in out
+    client = MlflowClient(launches["ddp"]["store"])
+    tags = client.get_experiment(experiment).tags
+    assert tags.get("mlflow.experimentKind") == "custom_model_development"
+    assert run.data.params["scheduler/name"] == "onecycle"
     ddp_job = _output_dirs(launches["ddp"]["cwd"])[0]
     assert (ddp_job / "train_ddp_process_1.log").is_file()  # rank 1's log, same directory
     assert _rates(launches["ddp"]["out"], 0) == _rates(launches["ddp_spawn"]["out"], 0)
@@ -280,3 +301,10 @@ def test_slurm_job_preempted_requeued_and_resumed_is_one_run_and_one_curve(launc
     assert curve == _rates(launches["torchrun"]["out"], 0), said
     (job,) = _output_dirs(result["cwd"])
     assert job == result["cwd"] / "runs" / job_id[1] / "hydra"
+    # the recipe's system metrics: one sampler per node, each under its node's name
+    (run,) = _runs(result["store"], "slurm")
+    for node in (0, 1):
+        assert f"system/node{node}/cpu_utilization_percentage" in run.data.metrics, sorted(
+            run.data.metrics
+        )
+        assert run.data.tags[f"lrsched.node{node}.host"]

@@ -100,7 +100,7 @@ def test_preempted_run_resumes_the_uninterrupted_curve(point, strategy, uninterr
     whole_rates, whole_weights = uninterrupted(strategy)
     previous = signal.getsignal(signal.SIGTERM)
 
-    first, _, stop = run(strategy, tmp_path / "first", [Preemption(), SignalAt(point, after, name)])
+    first, _, stop = run(strategy, tmp_path / "first", [SignalAt(point, after, name), Preemption()])
     assert stop is not None, f"{point}: training was not preempted"
     assert stop.signal_name == name
     assert stop.checkpoint == tmp_path / "first" / "checkpoints" / CHECKPOINT_NAME
@@ -197,3 +197,26 @@ def test_bad_options_are_one_line_naming_the_key(options, key, allowed):
         Preemption(**options)
     assert caught.value.key == key and allowed in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_lightnings_default_checkpoint_stays_and_a_plateau_lrschedule_must_come_first(tmp_path):
+    """Preemption is no Lightning ``Checkpoint``: the default ``ModelCheckpoint`` is still
+    added (and ``enable_checkpointing=False`` still allowed). An ``LRSchedule`` that feeds a
+    plateau after it would feed it after the preemption checkpoint: refused as training starts."""
+    from lightning_lrsched import ConfigError
+    from lightning_lrsched.callbacks import LRSchedule
+
+    kept = make_trainer(tmp_path, [Preemption()], enable_checkpointing=True)
+    assert kept.checkpoint_callback is not None
+    make_trainer(tmp_path, [Preemption()], enable_checkpointing=False)
+
+    module, _ = build("plateau+warmup", "callback")
+    plateau = LRSchedule(spec("plateau+warmup").config)
+    late = make_trainer(tmp_path, [Preemption(), plateau], max_epochs=1)
+    with pytest.raises(ConfigError, match="put Preemption after the LRSchedule"):
+        late.fit(module)
+    module, _ = build("plateau+warmup", "callback")
+    fine = make_trainer(
+        tmp_path, [LRSchedule(spec("plateau+warmup").config), Preemption()], max_epochs=1
+    )
+    fine.fit(module)

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 from ..errors import ConfigError
 from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
+from .rank_guard import ensure_rank_guard
 from .scheduling import schedule_for_trainer
 
 
@@ -70,4 +71,5 @@ def configure_optimizers(
         lr_scheduler["monitor"] = schedule.monitor
         lr_scheduler["reduce_on_plateau"] = False
         ensure_plateau_control(trainer)
+    ensure_rank_guard(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}

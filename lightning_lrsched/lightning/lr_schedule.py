@@ -12,6 +12,7 @@ from torch.utils.hooks import RemovableHandle
 from ..adapter import ScheduleLR, check_plan_change
 from ..errors import ConfigError
 from .plateau_control import feed, feeds_now
+from .rank_guard import ensure_rank_guard
 from .scheduling import schedule_for_trainer
 from .trainer_info import SCALE_MODES
 
@@ -87,6 +88,7 @@ class LRSchedule(Callback):
             self.scheduler.load_state_dict(self._saved_state)
             self._saved_state = None
         scheduler = self.scheduler
+        ensure_rank_guard(trainer)
         # Advance after every real step of this optimizer (accumulating batches take none).
         self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
 

@@ -126,7 +126,10 @@ def ensure_plateau_control(trainer: pl.Trainer) -> None:
         return
     from lightning.pytorch.callbacks import Checkpoint
 
+    from .preemption import Preemption
+
     first_checkpoint = next(
-        (i for i, cb in enumerate(callbacks) if isinstance(cb, Checkpoint)), len(callbacks)
+        (i for i, cb in enumerate(callbacks) if isinstance(cb, Checkpoint | Preemption)),
+        len(callbacks),
     )
     callbacks.insert(first_checkpoint, PlateauControl())

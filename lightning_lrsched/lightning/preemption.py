@@ -37,7 +37,7 @@ import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Callback
 
 from ..errors import ConfigError
 
@@ -92,7 +92,7 @@ def slurm_job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-class Preemption(Checkpoint):
+class Preemption(Callback):
     """Checkpoint and stop on ``signals`` (default SIGUSR1 and SIGTERM) during ``fit``.
 
     Args:
@@ -105,6 +105,11 @@ class Preemption(Checkpoint):
     After the checkpoint is written, the loggers are finalized with ``"requeued"`` (the
     MLflow run shows SCHEDULED until the job runs again) or ``"preempted"`` (KILLED; the run
     continues when resumed), then :class:`Preempted` is raised on every rank.
+
+    It is not one of Lightning's ``Checkpoint`` callbacks (those would replace the default
+    ``ModelCheckpoint``). Its checkpoint must hold the plateau decision of the validation it
+    follows: the helper's ``PlateauControl`` is placed before it by itself; an ``LRSchedule``
+    with a plateau schedule must come before it in the callbacks (checked when training starts).
     """
 
     def __init__(
@@ -162,6 +167,7 @@ class Preemption(Checkpoint):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install()
+        _check_plateau_feeds_first(trainer, self)
         apply_restored_loader_state(trainer)
 
     def on_train_batch_end(
@@ -201,9 +207,6 @@ class Preemption(Checkpoint):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         self._finish()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
 
     # -- internals --------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -287,6 +290,28 @@ def apply_restored_loader_state(trainer: pl.Trainer) -> bool:
                 sampler.set_epoch(trainer.current_epoch)
     iter(loop._data_fetcher)
     return True
+
+
+def _check_plateau_feeds_first(trainer: pl.Trainer, preemption: Preemption) -> None:
+    """An ``LRSchedule`` that feeds a plateau schedule after this callback would feed it after
+    the preemption checkpoint: the resumed run would miss that validation's decision."""
+    from .lr_schedule import LRSchedule
+
+    callbacks = list(trainer.callbacks)
+    mine = callbacks.index(preemption)
+    for index, callback in enumerate(callbacks):
+        scheduler = getattr(callback, "scheduler", None)
+        if (
+            index > mine
+            and isinstance(callback, LRSchedule)
+            and getattr(scheduler, "is_plateau", False)
+        ):
+            raise ConfigError(
+                "callbacks",
+                "Preemption before LRSchedule(plateau)",
+                "put Preemption after the LRSchedule of a plateau schedule, so that its "
+                "checkpoint holds the decision of the validation it follows",
+            )
 
 
 def _fitting(trainer: pl.Trainer) -> bool:

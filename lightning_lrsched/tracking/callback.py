@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from .spool import is_local_id
 from .tracker import MLflowTracker
 
 
@@ -43,6 +44,7 @@ class RunTracking(Callback):
     def __init__(self, *, plots: bool = True) -> None:
         self.plots = plots
         self._tracker: MLflowTracker | None = None
+        self._sampler: Any = None  # this node's system-metrics sampler
 
     @property
     def state_key(self) -> str:
@@ -73,6 +75,7 @@ class RunTracking(Callback):
         return {"run_id": self._tracker.version}
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_sampler(trainer)
         if self._tracker is None or not trainer.is_global_zero:
             return
         from ..lightning.lr_logger import strategy_of
@@ -98,8 +101,33 @@ class RunTracking(Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
+        self._stop_sampler()
         if self._tracker is not None:
             self._tracker.flush(timeout=60)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_sampler()
+
+    def _start_sampler(self, trainer: pl.Trainer) -> None:
+        """One system-metrics sampler per node (local rank zero), when the tracker asks."""
+        tracker = self._tracker
+        if tracker is None or not tracker.system_metrics or trainer.local_rank != 0:
+            return
+        run_id = tracker.run_id if trainer.is_global_zero else tracker.version
+        if tracker.unsent is not None or run_id is None or is_local_id(run_id):
+            return  # the store does not answer yet: no sampler can write there
+        from .system_metrics import start_node_sampler
+
+        self._sampler = start_node_sampler(
+            tracker.tracking_uri, run_id, trainer.node_rank, tracker.system_metrics_interval
+        )
+
+    def _stop_sampler(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None:
+            from .system_metrics import stop_node_sampler
+
+            stop_node_sampler(sampler)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         tracker = self._tracker

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from .params import flatten_params, redact_config, split_long
 from .spool import Spool, apply_op, is_local_id, now_ms, reachable, spool_root
 from .store import get_or_create_experiment, last_steps, prepare_store, resolve_uri, retrying
+from .system_metrics import check_system_metrics
 from .writer import MetricWriter
 
 # "requeued" and "preempted": from ``Preemption``, after its checkpoint; the run continues when
@@ -53,6 +54,9 @@ class MLflowTracker(Logger):
         flush_interval: the writer's period in seconds (the most a SIGKILL can lose).
         unsent_dir: where a run is kept while its store does not answer; default
             ``$LRSCHED_UNSENT_DIR``, else ``./lrsched-unsent``.
+        system_metrics: also record MLflow's system metrics (CPU, memory, GPU where present),
+            every ``system_metrics_interval`` seconds, from one process per node, as
+            ``system/node<N>/...`` (with ``RunTracking``; needs psutil).
     """
 
     def __init__(
@@ -64,8 +68,13 @@ class MLflowTracker(Logger):
         run_id: str | None = None,
         flush_interval: float = 1.0,
         unsent_dir: str | None = None,
+        system_metrics: bool = False,
+        system_metrics_interval: float = 10.0,
     ) -> None:
         super().__init__()
+        check_system_metrics(system_metrics, system_metrics_interval)
+        self.system_metrics = system_metrics
+        self.system_metrics_interval = float(system_metrics_interval)
         self._experiment_name = experiment_name
         self.tracking_uri = resolve_uri(tracking_uri)
         self._run_name = run_name

@@ -88,6 +88,8 @@ class MLflowLoggerConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
     tags: dict[str, Any] = field(default_factory=dict)
     flush_interval: float = 1.0
+    system_metrics: bool = False  # CPU, memory, GPU: system/node<N>/... from each node
+    system_metrics_interval: float = 10.0
 
 
 @dataclass
