@@ -78,10 +78,16 @@ class SignalOnce(SignalAt):
 
 class RankRates(pl.Callback):
     """Appends every optimizer step's rates on this rank to ``<out>/rank<global rank>.jsonl``
-    (a restarted job appends to the same file), with the horizon Lightning estimates."""
+    (a restarted job appends to the same file), with the horizon Lightning estimates and a
+    fingerprint of the step's batch (which samples it trained on)."""
 
     def __init__(self, out: str) -> None:
         self.out = out
+        self.batch = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        x, y = batch
+        self.batch = [float(x.double().sum()), int(y.sum()), len(y)]
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         import json
@@ -94,6 +100,7 @@ class RankRates(pl.Callback):
             "lrs": [group["lr"] for group in optimizer.param_groups],
             "world_size": trainer.world_size,
             "estimated": trainer.estimated_stepping_batches,
+            "batch": self.batch,
         }
         with path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")

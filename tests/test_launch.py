@@ -17,8 +17,9 @@ samples, 3 epochs, 2 ranks) is launched four ways, one after the other:
 
 Checked for each: both ranks took the same rates at every step; the steps are the horizon for
 the global batch; one MLflow run, FINISHED, holds every step's rate once (written by rank 0);
-one Hydra output directory. And across them: the four curves are one curve (the preempted and
-resumed job's included).
+one Hydra output directory. And across them: the four curves are one curve, every rank trained
+on the same batches at every step, and the preempted and resumed job ends with the final
+metrics of the uninterrupted torchrun job, bit for bit.
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def _lines(path: Path) -> list[str]:
 def _rates(out: Path, rank: int) -> list[tuple[int, tuple[float, ...]]]:
     rows = [json.loads(line) for line in (out / f"rank{rank}.jsonl").read_text().splitlines()]
     return [(row["step"], tuple(row["lrs"])) for row in rows]
+
+
+def _batches(out: Path, rank: int) -> list[tuple[int, tuple]]:
+    """Each step's batch on ``rank``, as a fingerprint (sums of the inputs and labels, size)."""
+    rows = [json.loads(line) for line in (out / f"rank{rank}.jsonl").read_text().splitlines()]
+    return [(row["step"], tuple(row["batch"])) for row in rows]
 
 
 SRUN = """#!/bin/bash
@@ -269,6 +276,9 @@ def test_lightning_launchers(launches):
     ddp_job = _output_dirs(launches["ddp"]["cwd"])[0]
     assert (ddp_job / "train_ddp_process_1.log").is_file()  # rank 1's log, same directory
     assert _rates(launches["ddp"]["out"], 0) == _rates(launches["ddp_spawn"]["out"], 0)
+    ddp, spawn = launches["ddp"]["out"], launches["ddp_spawn"]["out"]
+    for rank in (0, 1):
+        assert _batches(ddp, rank) == _batches(spawn, rank)
 
 
 def test_torchrun_two_nodes_tracks_on_a_server_that_came_up_late(launches):
@@ -279,6 +289,8 @@ def test_torchrun_two_nodes_tracks_on_a_server_that_came_up_late(launches):
     assert "does not answer; training goes on" in result["log"].read_text()
     curve = _checked(result, "torchrun")
     assert curve == _rates(launches["ddp"]["out"], 0)
+    for rank in (0, 1):  # each rank's share of every epoch, whoever started the ranks
+        assert _batches(result["out"], rank) == _batches(launches["ddp"]["out"], rank)
     (job,) = _output_dirs(result["cwd"])
     assert (job / "train_rank1.log").is_file() or any(job.glob("*rank1*.log")), sorted(
         os.listdir(job)
@@ -299,6 +311,14 @@ def test_slurm_job_preempted_requeued_and_resumed_is_one_run_and_one_curve(launc
     assert "resuming from" in log and "preempted.ckpt" in log
     curve = _checked(result, "slurm")
     assert curve == _rates(launches["torchrun"]["out"], 0), said
+    # after the resume every rank trained on the very batches of the uninterrupted job, so the
+    # job ends with its metrics, bit for bit
+    for rank in (0, 1):
+        assert _batches(result["out"], rank) == _batches(launches["torchrun"]["out"], rank), said
+    (slurm_run,) = _runs(result["store"], "slurm")
+    (reference,) = _runs(result["store"], "torchrun")
+    for key in ("val_loss", "val_acc", "test_loss", "test_acc"):
+        assert slurm_run.data.metrics[key] == reference.data.metrics[key], f"{said}: {key}"
     (job,) = _output_dirs(result["cwd"])
     assert job == result["cwd"] / "runs" / job_id[1] / "hydra"
     # the recipe's system metrics: one sampler per node, each under its node's name

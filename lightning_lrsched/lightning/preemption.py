@@ -257,6 +257,7 @@ class Preemption(Callback):
         requeued = False
         if requeue and trainer.is_global_zero:
             requeued = _requeue()
+        requeued = bool(trainer.strategy.broadcast(requeued, src=0))  # every rank says the same
         signal_name = self.received or "a signal on another rank"
         self._finish()
         raise Preempted(signal_name, trainer.global_step, path, requeue and requeued)

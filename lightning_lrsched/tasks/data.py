@@ -22,7 +22,7 @@ from types import ModuleType
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..errors import ConfigError
 
@@ -109,7 +109,7 @@ class _InMemoryDataModule(pl.LightningDataModule):
         return (stateful.StatefulDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=self._shuffled(dataset) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -118,6 +118,17 @@ class _InMemoryDataModule(pl.LightningDataModule):
         if self.train_set is None:
             self.setup("fit")
         return self._loader(self.train_set, shuffle=True)
+
+    def _shuffled(self, dataset: TensorDataset) -> DistributedSampler:
+        """Each epoch's order from the seed and the epoch alone (Lightning sets the epoch), this
+        rank's share of it: the same batches again after a resume. Lightning would otherwise
+        wrap the loader's own random sampler, whose order depends on the random state at the
+        time, and a resumed run would train on other batches."""
+        trainer = getattr(self, "trainer", None)  # set by Lightning while it fits
+        replicas = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # as Lightning's own sampler
+        return DistributedSampler(dataset, replicas, rank, shuffle=True, seed=seed)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
