@@ -197,7 +197,7 @@ def test_precheck_launches_nothing(argv, hydra_conf):
         _watching.clear()
     assert checked.total_steps is not None
     assert _seen == []  # no fork, exec or subprocess: no DDP launch, no loader worker
-    assert _children() == before
+    assert _children() <= before  # none started (one of an earlier test's may have ended)
     assert multiprocessing.active_children() == []
     assert not torch.distributed.is_initialized()
 

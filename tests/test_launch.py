@@ -13,7 +13,8 @@ samples, 3 epochs, 2 ranks) is launched four ways, one after the other:
   tasks here with SLURM's variables, two "nodes" of one task) and a stand-in ``scontrol``
   (records the requeue). Rank 1 gets SIGUSR1 or SIGTERM at a random point and step (the seed is
   in the test's output; ``LRSCHED_TEST_SEED`` repeats one): every rank stops, the job is
-  requeued, the MLflow run waits as SCHEDULED, and the same script run again resumes.
+  requeued, the MLflow run waits as KILLED (tagged ``lrsched.preempted``), and the same script
+  run again resumes.
 
 Checked for each: both ranks took the same rates at every step; the steps are the horizon for
 the global batch; one MLflow run, FINISHED, holds every step's rate once (written by rank 0);
@@ -51,7 +52,7 @@ TESTS = Path(__file__).resolve().parent
 RECIPES = TESTS.parent / "recipes"
 WORKLOAD = ["data.num_samples=1000", "trainer.max_epochs=3"]
 EPOCHS = 3
-POINTS = ("mid-epoch", "last-batch", "before-validation", "during-validation")
+POINTS = ("mid-epoch", "last-batch", "before-validation", "during-validation", "during-checkpoint")
 LR_KEY = "lr/AdamW/pg0"
 TIMEOUT = 300  # a hang fails the test, it does not stall CI
 
@@ -245,40 +246,64 @@ def _checked(result: dict, name: str) -> list[tuple[int, tuple[float, ...]]]:
     assert sorted(m.step for m in history) == list(range(total)), f"{name}: steps in MLflow"
     assert {m.step: m.value for m in history} == {step: lrs[0] for step, lrs in rank0}
     assert run.data.tags["lrsched.world_size"] == "2"
+    SUMMARY[name] = (
+        f"{total} steps x 2 ranks, rates equal on both ranks at every step; "
+        f"MLflow: 1 run {run.info.status}, {len(history)} points of {LR_KEY}"
+    )
     return rank0
+
+
+SUMMARY: dict[str, str] = {}  # path -> what was measured, printed with the report
+
+
+class LaunchSummary:
+    def pytest_terminal_summary(self, terminalreporter):
+        if SUMMARY:
+            terminalreporter.write_sep("=", "launch paths: two ranks each, measured")
+            for name, line in SUMMARY.items():
+                terminalreporter.write_line(f"{name:<10} {line}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _summary(request):
+    manager = request.config.pluginmanager
+    if not manager.has_plugin("launch-summary"):
+        manager.register(LaunchSummary(), "launch-summary")
 
 
 def _output_dirs(cwd: Path) -> list[Path]:
     return sorted(p.parent for p in cwd.rglob(".hydra"))
 
 
-def test_lightning_launchers(launches):
-    for name in ("ddp", "ddp_spawn"):
-        result = launches[name]
-        assert result["codes"] == [0], result["log"].read_text()[-4000:]
-        _checked(result, name)
-        assert len(_output_dirs(result["cwd"])) == 1, name
+def test_ddp_lightning_starts_the_ranks(launches):
+    result = launches["ddp"]
+    assert result["codes"] == [0], result["log"].read_text()[-4000:]
+    _checked(result, "ddp")
+    (job,) = _output_dirs(result["cwd"])
+    assert (job / "train_ddp_process_1.log").is_file()  # rank 1's log, same directory
     # the experiment learns: above chance (0.1) in 3 short epochs; one-cycle from max_lr / 25
-    (run,) = _runs(launches["ddp"]["store"])
+    (run,) = _runs(result["store"])
     assert run.data.metrics["val_acc"] > 0.15
-    rates = [lrs[0] for _, lrs in _rates(launches["ddp"]["out"], 0)]
+    rates = [lrs[0] for _, lrs in _rates(result["out"], 0)]
     assert rates[0] == pytest.approx(max(rates) / 25, rel=1e-6) and rates[-1] < rates[0]
     # how to look at it: the UI command for the default store in the cwd and a link to the run
-    out = launches["ddp"]["log"].read_text()
+    out = result["log"].read_text()
     match = re.search(r"mlflow ui --backend-store-uri (\S+)", out)
-    assert match and match.group(1) == launches["ddp"]["store"], out[-2000:]
+    assert match and match.group(1) == result["store"], out[-2000:]
     experiment = run.info.experiment_id
     assert f"#/experiments/{experiment}/runs/{run.info.run_id}?workflowType=machine_learning" in out
-    client = MlflowClient(launches["ddp"]["store"])
-    tags = client.get_experiment(experiment).tags
+    tags = MlflowClient(result["store"]).get_experiment(experiment).tags
     assert tags.get("mlflow.experimentKind") == "custom_model_development"
     assert run.data.params["scheduler/name"] == "onecycle"
-    ddp_job = _output_dirs(launches["ddp"]["cwd"])[0]
-    assert (ddp_job / "train_ddp_process_1.log").is_file()  # rank 1's log, same directory
-    assert _rates(launches["ddp"]["out"], 0) == _rates(launches["ddp_spawn"]["out"], 0)
-    ddp, spawn = launches["ddp"]["out"], launches["ddp_spawn"]["out"]
+
+
+def test_ddp_spawn_sweep_job_is_the_same_training(launches):
+    result = launches["ddp_spawn"]
+    assert result["codes"] == [0], result["log"].read_text()[-4000:]
+    assert _checked(result, "ddp_spawn") == _rates(launches["ddp"]["out"], 0)
+    assert len(_output_dirs(result["cwd"])) == 1
     for rank in (0, 1):
-        assert _batches(ddp, rank) == _batches(spawn, rank)
+        assert _batches(result["out"], rank) == _batches(launches["ddp"]["out"], rank)
 
 
 def test_torchrun_two_nodes_tracks_on_a_server_that_came_up_late(launches):
@@ -304,7 +329,7 @@ def test_slurm_job_preempted_requeued_and_resumed_is_one_run_and_one_curve(launc
     starts = result["starts"]
     log = result["log"].read_text()
     assert [s["code"] for s in starts] == [PREEMPTED_EXIT_CODE, 0], f"{said}\n{log[-4000:]}"
-    assert starts[0]["statuses"] == ["SCHEDULED"], said  # waiting in the queue
+    assert starts[0]["statuses"] == ["KILLED"], said  # waiting in the queue, never FINISHED
     assert starts[1]["statuses"] == ["FINISHED"], said
     job_id = (result["cwd"] / "scontrol.log").read_text().split()
     assert job_id[0] == "requeue" and len(job_id) == 2, said  # requeued once, by rank 0
@@ -319,6 +344,12 @@ def test_slurm_job_preempted_requeued_and_resumed_is_one_run_and_one_curve(launc
     (reference,) = _runs(result["store"], "torchrun")
     for key in ("val_loss", "val_acc", "test_loss", "test_acc"):
         assert slurm_run.data.metrics[key] == reference.data.metrics[key], f"{said}: {key}"
+    stopped = result["out"] / "rank0.jsonl"
+    SUMMARY["slurm"] += (
+        f"; {said}: exit {[s['code'] for s in starts]}, run {starts[0]['statuses']} then "
+        f"{starts[1]['statuses']}, requeued once, batches and final metrics = torchrun's "
+        f"(val_loss {slurm_run.data.metrics['val_loss']:.6f}); {len(_lines(stopped))} rows"
+    )
     (job,) = _output_dirs(result["cwd"])
     assert job == result["cwd"] / "runs" / job_id[1] / "hydra"
     # the recipe's system metrics: one sampler per node, each under its node's name
@@ -328,3 +359,4 @@ def test_slurm_job_preempted_requeued_and_resumed_is_one_run_and_one_curve(launc
             run.data.metrics
         )
         assert run.data.tags[f"lrsched.node{node}.host"]
+    assert run.data.tags["lrsched.preempted"].startswith("requeued: ")

@@ -128,8 +128,8 @@ def test_three_preemptions_in_one_slurm_job_are_one_run_and_one_curve(
     """A SLURM job preempted three times (SIGUSR1 mid-epoch, SIGTERM on an epoch's last batch,
     SIGUSR1 during a validation) and started again each time with the same arguments: each stop
     requeues the job once (a stand-in ``scontrol`` on PATH records it) and leaves the MLflow run
-    SCHEDULED; the last start finishes it. One run holds every step's rate once, and the rates
-    are the uninterrupted run's."""
+    KILLED, tagged with why; the last start finishes it. One run holds every step's rate once,
+    and the rates are the uninterrupted run's."""
     from mlflow import MlflowClient
 
     from lightning_lrsched.callbacks import LRLogger
@@ -169,7 +169,9 @@ def test_three_preemptions_in_one_slurm_job_are_one_run_and_one_curve(
         status = client.get_run(tracker.version).info.status
         if start < len(stops):
             assert stop is not None and stop.requeued, f"start {start}"
-            assert status == "SCHEDULED"
+            assert status == "KILLED"
+            tag = client.get_run(tracker.version).data.tags["lrsched.preempted"]
+            assert tag.startswith(f"requeued: {stops[start][2]} after step ")
             assert requeues.read_text().splitlines() == ["requeue 4242"] * (start + 1)
         else:
             assert stop is None and status == "FINISHED"

@@ -102,9 +102,10 @@ class Preemption(Callback):
         requeue: ``auto`` (``scontrol requeue $SLURM_JOB_ID`` when running under SLURM),
             ``true`` or ``false``.
 
-    After the checkpoint is written, the loggers are finalized with ``"requeued"`` (the
-    MLflow run shows SCHEDULED until the job runs again) or ``"preempted"`` (KILLED; the run
-    continues when resumed), then :class:`Preempted` is raised on every rank.
+    After the checkpoint is written, the loggers are finalized with ``"requeued"`` or
+    ``"preempted"`` (the MLflow run shows KILLED, never FINISHED, with the tag
+    ``lrsched.preempted`` saying why, until the resumed job continues it), then
+    :class:`Preempted` is raised on every rank.
 
     It is not one of Lightning's ``Checkpoint`` callbacks (those would replace the default
     ``ModelCheckpoint``). Its checkpoint must hold the plateau decision of the validation it
@@ -252,13 +253,18 @@ class Preemption(Callback):
             os.replace(partial, path)  # a signal mid-write never leaves half a checkpoint
         trainer.strategy.barrier("lrsched-preempted")
         requeue = self.requeue is True or (self.requeue == "auto" and SLURMEnvironment.detect())
+        signal_name = self.received or "a signal on another rank"
+        what = "requeued" if requeue else "stopped"
         for logger in trainer.loggers:  # written and closed before the job is requeued
+            if trainer.is_global_zero and callable(getattr(logger, "set_tags", None)):
+                logger.set_tags(  # what the run's KILLED status means, in the MLflow UI
+                    {"lrsched.preempted": f"{what}: {signal_name} after step {trainer.global_step}"}
+                )
             logger.finalize("requeued" if requeue else "preempted")
         requeued = False
         if requeue and trainer.is_global_zero:
             requeued = _requeue()
         requeued = bool(trainer.strategy.broadcast(requeued, src=0))  # every rank says the same
-        signal_name = self.received or "a signal on another rank"
         self._finish()
         raise Preempted(signal_name, trainer.global_step, path, requeue and requeued)
 

@@ -30,13 +30,13 @@ from .store import get_or_create_experiment, last_steps, prepare_store, resolve_
 from .system_metrics import check_system_metrics
 from .writer import MetricWriter
 
-# "requeued" and "preempted": from ``Preemption``, after its checkpoint; the run continues when
-# the job resumes (SCHEDULED: SLURM runs the job again by itself; KILLED: someone must)
+# "requeued" and "preempted": from ``Preemption``, after its checkpoint. KILLED (never FINISHED)
+# until the resumed job continues the run (RUNNING again); its tag lrsched.preempted says which.
 _STATUS = {
     "success": "FINISHED",
     "failed": "FAILED",
     "killed": "KILLED",
-    "requeued": "SCHEDULED",
+    "requeued": "KILLED",
     "preempted": "KILLED",
 }
 _PREEMPTED = ("requeued", "preempted")
@@ -243,8 +243,8 @@ class MLflowTracker(Logger):
         first; the writer process stays for a later stage's points (starting one costs an
         MLflow import, seconds of CPU) and ends at interpreter exit, or when this process dies.
         Lightning's SLURM requeue handler passes "finished" for a preempted job: that, and a
-        SIGTERM seen earlier, mark the run KILLED. ``Preemption`` passes "requeued" (SCHEDULED)
-        or "preempted" (KILLED); the "failed" Lightning passes next, as the stop unwinds
+        SIGTERM seen earlier, mark the run KILLED. ``Preemption`` passes "requeued" or
+        "preempted" (KILLED too); the "failed" Lightning passes next, as the stop unwinds
         ``fit``, changes nothing.
         """
         if not self._started or self._preempted:
