@@ -222,3 +222,37 @@ def test_lightnings_default_checkpoint_stays_and_a_plateau_lrschedule_must_come_
         tmp_path, [LRSchedule(spec("plateau+warmup").config), Preemption()], max_epochs=1
     )
     fine.fit(module)
+
+
+def test_resuming_from_a_checkpoint_written_before_a_due_validation_warns(tmp_path):
+    """The gap Preemption never writes into, and a user's per-step ModelCheckpoint does: the
+    checkpoint after epoch 0's last batch, before its validation. Lightning resumes without
+    that validation; resuming from it says so. A checkpoint written after the validation (the
+    end of epoch 0) resumes quietly."""
+    import warnings
+
+    from resume_script import Interrupt, SimulatedCrashError
+
+    module, extra = build("onecycle", "helper")
+    steps = ModelCheckpoint(tmp_path / "steps", every_n_train_steps=1, save_top_k=-1)
+    epochs = ModelCheckpoint(tmp_path / "epochs", save_top_k=-1)  # after each validation
+    crashing = make_trainer(
+        tmp_path, [*extra, Preemption(), Interrupt(epoch=1), steps, epochs], max_epochs=2,
+        enable_checkpointing=True,
+    )  # fmt: skip
+    with pytest.raises(SimulatedCrashError):
+        crashing.fit(module)
+    gap = tmp_path / "steps" / "epoch=0-step=8.ckpt"
+    assert gap.exists(), sorted(p.name for p in (tmp_path / "steps").iterdir())
+    module, extra = build("onecycle", "helper")
+    resumed = make_trainer(tmp_path / "r", [*extra, Preemption()], max_epochs=2)
+    with pytest.warns(UserWarning, match="before the validation that follows it"):
+        resumed.fit(module, ckpt_path=gap)
+
+    (after,) = (tmp_path / "epochs").iterdir()
+    module, extra = build("onecycle", "helper")
+    quiet = make_trainer(tmp_path / "q", [*extra, Preemption()], max_epochs=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet.fit(module, ckpt_path=after)
+    assert not [w for w in caught if "before the validation" in str(w.message)]

@@ -38,6 +38,7 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 
 from ..errors import ConfigError
 
@@ -131,6 +132,8 @@ class Preemption(Callback):
         self._in_flight: tuple[Any, torch.Tensor] | None = None
         self._stop_at: str | None = None  # "validation_end" / "epoch_end": agreed, deferred
         self._last_batch = -1  # the epoch's last training batch so far
+        self._validation_due = False  # a validation follows the batch that just ended
+        self._restored_due = False  # the checkpoint resumed from was written in such a gap
 
     # -- signals ------------------------------------------------------------------------------
     def _handler(self, number: int, frame: Any) -> None:
@@ -170,12 +173,31 @@ class Preemption(Callback):
         self._install()
         _check_plateau_feeds_first(trainer, self)
         apply_restored_loader_state(trainer)
+        if self._restored_due:
+            self._restored_due = False
+            rank_zero_warn(
+                f"lightning_lrsched: {trainer.ckpt_path} was written after a training batch "
+                "and before the validation that follows it (e.g. by ModelCheckpoint("
+                "every_n_train_steps=...)); Lightning resumes without that validation, so a "
+                "plateau schedule or an early stop misses its value. Preemption's own "
+                "checkpoints are never written there; resume from one of them, or from a "
+                "checkpoint written after a validation (ModelCheckpoint's default).",
+                category=UserWarning,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        # read by whoever writes a checkpoint now: whether a validation is still due
+        return {"validation_due": self._validation_due}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored_due = bool(state_dict.get("validation_due", False))
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int,
     ) -> None:  # fmt: skip
         self._last_batch = batch_idx
+        self._validation_due = _validation_follows(trainer, batch_idx)
         if self._stop_at is not None or not self._agreed(trainer, wait=False):
             return
         if batch_idx + 1 >= trainer.num_training_batches:
@@ -184,6 +206,9 @@ class Preemption(Callback):
             self._stop_at = "validation_end"
         else:
             self._stop(trainer)
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._validation_due = False
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or not _fitting(trainer):
@@ -328,7 +353,7 @@ def _fitting(trainer: pl.Trainer) -> bool:
 
 
 def _validation_follows(trainer: pl.Trainer, batch_idx: int) -> bool:
-    """Whether a validation runs right after this (not last) training batch of the epoch."""
+    """Whether a validation runs right after this training batch."""
     if not trainer.enable_validation:
         return False
     every = trainer.check_val_every_n_epoch
