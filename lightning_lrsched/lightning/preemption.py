@@ -251,19 +251,24 @@ class Preemption(Callback):
         """
         if self._group is None:
             return self.received is not None
-        decided = False
+        # each rank's note is the number of the signal it got (0: none): every rank learns one
+        decided = 0
         if self._in_flight is not None:
             work, note = self._in_flight
             self._in_flight = None
             work.wait()
-            decided = bool(note.item())
-        note = torch.tensor([int(self.received is not None)], dtype=torch.int32)
+            decided = int(note.item())
+        mine = signal.Signals[self.received].value if self.received else 0
+        note = torch.tensor([mine], dtype=torch.int32)
         work = dist.all_reduce(note, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
         if wait:
             work.wait()
-            return decided or bool(note.item())
-        self._in_flight = (work, note)
-        return decided
+            decided = decided or int(note.item())
+        else:
+            self._in_flight = (work, note)
+        if decided:
+            self.received = self.received or signal.Signals(decided).name
+        return bool(decided)
 
     def _stop(self, trainer: pl.Trainer) -> None:
         if self._in_flight is not None:  # no exchange left half done
@@ -278,7 +283,7 @@ class Preemption(Callback):
             os.replace(partial, path)  # a signal mid-write never leaves half a checkpoint
         trainer.strategy.barrier("lrsched-preempted")
         requeue = self.requeue is True or (self.requeue == "auto" and SLURMEnvironment.detect())
-        signal_name = self.received or "a signal on another rank"
+        signal_name = self.received or "a signal"
         what = "requeued" if requeue else "stopped"
         for logger in trainer.loggers:  # written and closed before the job is requeued
             if trainer.is_global_zero and callable(getattr(logger, "set_tags", None)):
