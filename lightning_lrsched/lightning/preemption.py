@@ -202,7 +202,7 @@ class Preemption(Callback):
             return
         if batch_idx + 1 >= trainer.num_training_batches:
             self._stop_at = "epoch_end"
-        elif _validation_follows(trainer, batch_idx):
+        elif self._validation_due:
             self._stop_at = "validation_end"
         else:
             self._stop(trainer)
