@@ -125,10 +125,11 @@ def test_preempted_run_resumes_the_uninterrupted_curve(point, strategy, uninterr
 def test_three_preemptions_in_one_slurm_job_are_one_run_and_one_curve(
     tmp_path, uninterrupted, monkeypatch
 ):
-    """A SLURM job preempted three times (SIGUSR1 mid-epoch, SIGTERM on an epoch's last batch,
-    SIGUSR1 during a validation) and started again each time with the same arguments: each stop
-    requeues the job once (a stand-in ``scontrol`` on PATH records it) and leaves the MLflow run
-    KILLED, tagged with why; the last start finishes it. One run holds every step's rate once,
+    """A SLURM job stopped three times (SIGUSR1 mid-epoch, SIGTERM on an epoch's last batch,
+    SIGUSR1 during a validation) and started again each time with the same arguments: each
+    SIGUSR1 requeues the job (a stand-in ``scontrol`` on PATH records it), SIGTERM does not
+    (``scancel`` sends it too); each stop leaves the MLflow run KILLED, tagged with why; the
+    last start finishes it. One run holds every step's rate once,
     and the rates are the uninterrupted run's."""
     from mlflow import MlflowClient
 
@@ -168,11 +169,14 @@ def test_three_preemptions_in_one_slurm_job_are_one_run_and_one_curve(
         run_ids.add(tracker.version)
         status = client.get_run(tracker.version).info.status
         if start < len(stops):
-            assert stop is not None and stop.requeued, f"start {start}"
+            usr1 = stops[start][2] == "SIGUSR1"
+            assert stop is not None and stop.requeued == usr1, f"start {start}"
             assert status == "KILLED"
             tag = client.get_run(tracker.version).data.tags["lrsched.preempted"]
-            assert tag.startswith(f"requeued: {stops[start][2]} after step ")
-            assert requeues.read_text().splitlines() == ["requeue 4242"] * (start + 1)
+            what = "requeued" if usr1 else "stopped"
+            assert tag.startswith(f"{what}: {stops[start][2]} after step "), tag
+            requeued = sum(s[2] == "SIGUSR1" for s in stops[: start + 1])
+            assert requeues.read_text().splitlines() == ["requeue 4242"] * requeued
         else:
             assert stop is None and status == "FINISHED"
     assert len(run_ids) == 1

@@ -100,8 +100,10 @@ class Preemption(Callback):
         dirpath: where ``preempted.ckpt`` goes (default: ``<default_root_dir>/checkpoints``;
             ``ckpt_path=auto`` in ``lrsched train`` resumes from the newest checkpoint there).
         signals: the signals that mean "stop soon".
-        requeue: ``auto`` (``scontrol requeue $SLURM_JOB_ID`` when running under SLURM),
-            ``true`` or ``false``.
+        requeue: ``auto``: under SLURM, on SIGUSR1 (``--signal=SIGUSR1@90``: the time limit
+            is near) run ``scontrol requeue $SLURM_JOB_ID``; never on SIGTERM, which
+            ``scancel`` sends too (a preempted job is requeued by SLURM itself when its
+            ``PreemptMode`` says so). ``true``: on every signal; ``false``: never.
 
     After the checkpoint is written, the loggers are finalized with ``"requeued"`` or
     ``"preempted"`` (the MLflow run shows KILLED, never FINISHED, with the tag
@@ -282,8 +284,10 @@ class Preemption(Callback):
         if trainer.is_global_zero:
             os.replace(partial, path)  # a signal mid-write never leaves half a checkpoint
         trainer.strategy.barrier("lrsched-preempted")
-        requeue = self.requeue is True or (self.requeue == "auto" and SLURMEnvironment.detect())
         signal_name = self.received or "a signal"
+        requeue = self.requeue is True or (
+            self.requeue == "auto" and signal_name == "SIGUSR1" and SLURMEnvironment.detect()
+        )
         what = "requeued" if requeue else "stopped"
         for logger in trainer.loggers:  # written and closed before the job is requeued
             if trainer.is_global_zero and callable(getattr(logger, "set_tags", None)):
