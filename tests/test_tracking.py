@@ -591,9 +591,10 @@ def test_server_outage_never_blocks_training_and_loses_nothing(tmp_path, monkeyp
         typical = statistics.median(before)
         worst = max(during)
         # A step that waited on the store would wait out an HTTP attempt and a retry's backoff
-        # (seconds); scheduling noise on a loaded 2-core machine stays far below that.
+        # (MLflow's second retry alone sleeps 4 s); scheduling noise on a loaded 2-core machine
+        # stays below that (one step stalled 2.4 s there once, in another test).
         assert statistics.median(during) < 2 * typical + 0.02, (typical, during)
-        assert worst - typical < 1.0, (
+        assert worst - typical < 3.0, (
             f"a step took {worst * 1000:.0f} ms during the outage, typically "
             f"{typical * 1000:.0f} ms (p90 during: "
             f"{statistics.quantiles(during, n=10)[-1] * 1000:.0f} ms)"
@@ -709,9 +710,10 @@ def test_server_down_at_the_start_never_holds_training_and_the_run_is_sent_later
         assert comes_back.sent_at_step is not None, "the kept run was never sent"
         steps = [end - start for start, end in clock.intervals()[5:]]
         typical = statistics.median(steps)
-        # nobody waited on the store (a wait would be MLflow's HTTP retries: seconds to minutes)
+        # nobody waited on the store: a wait would be MLflow's HTTP retries with backoff, a
+        # minute or more; a loaded 2-core CI host alone has stalled one step for 2.4 s
         worst = max(steps)
-        assert worst - typical < 2.0, f"a step took {worst:.2f} s, typically {typical:.3f} s"
+        assert worst - typical < 10.0, f"a step took {worst:.2f} s, typically {typical:.3f} s"
         client = MlflowClient(server.uri)
         run = client.get_run(second.version)
         assert run.info.status == "FINISHED"
