@@ -103,10 +103,12 @@ class _InMemoryDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: TensorDataset | None, shuffle: bool) -> DataLoader:
         assert dataset is not None, "setup() builds the splits"
-        # training: torchdata's loader, whose position Lightning saves in checkpoints, so a run
-        # resumed inside an epoch (after a preemption) sees the batches it had not seen yet
-        stateful = _import_extra("torchdata.stateful_dataloader", "torchdata")
-        return (stateful.StatefulDataLoader if shuffle else DataLoader)(
+        loader_class = DataLoader
+        if shuffle:  # training: torchdata's loader, whose position Lightning saves in
+            # checkpoints, so a run resumed inside an epoch sees the batches it had not seen
+            stateful = _import_extra("torchdata.stateful_dataloader", "torchdata")
+            loader_class = stateful.StatefulDataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=self._shuffled(dataset) if shuffle else None,
