@@ -103,6 +103,8 @@ class ScheduleLR(LRScheduler):
         self.offset = 0  # > 0 once a changed plan took over at that step
         self.take_over: str | None = None  # how it took over (an on_plan_change mode)
         self.anchor_lrs: list[float] | None = None  # the rates it took over from
+        # rates a range test chose for this run ("auto"), kept in the state for its resumes
+        self.chosen_rates: dict[str, float] | None = None
         self._set_plan(schedule, base_lrs)
         had_initial_lr = ["initial_lr" in group for group in groups]
         # torch's constructor: wraps optimizer.step, sets last_epoch and _step_count, and takes
@@ -173,6 +175,15 @@ class ScheduleLR(LRScheduler):
             controller.update(float(metric))
             self._apply()
 
+    def rebase(self, base_lrs: list[float]) -> None:
+        """Drive the same plan, at the same step, from new base rates (the range test's
+        suggestion): every group's curve scales with its base rate; rates a strategy resolved to
+        absolute values (an explicit ``max_lr``) stay as they are."""
+        if self.stateful is not None:
+            raise ValueError(f"a {self.description['kind']} schedule cannot change its base rates")
+        self._set_plan(self.schedule, [float(lr) for lr in base_lrs])
+        self._apply()
+
     def planned_rates(self, steps: int) -> list[list[float]] | None:
         """The rates of steps ``0..steps-1`` as planned now (None when they depend on metrics or
         on a torch scheduler's own state, which cannot be evaluated ahead)."""
@@ -235,6 +246,8 @@ class ScheduleLR(LRScheduler):
         }
         if self.stateful is not None:
             state["controller"] = self.stateful.state_dict()
+        if self.chosen_rates:
+            state["chosen_rates"] = dict(self.chosen_rates)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
@@ -270,6 +283,8 @@ class ScheduleLR(LRScheduler):
             mode = state.get("take_over") or "continue"
             self._take_over(saved_offset, [float(lr) for lr in anchors], mode)
         step = int(state["step"])
+        if state.get("chosen_rates"):
+            self.chosen_rates = {k: float(v) for k, v in state["chosen_rates"].items()}
         if state["fingerprint"] != self.fingerprint:
             changes = describe_changes(state.get("schedule", {}), self.description)
             if self.on_plan_change == "error":

@@ -1,8 +1,10 @@
 """The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list),
-``LRLogger`` (every optimizer step's rates to every logger), ``PlateauControl`` (feeds the
+``LRLogger`` (every optimizer step's rates to every logger), ``LRFinder`` (the learning-rate
+range test), ``PlateauControl`` (feeds the
 plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself) and
 ``Preemption`` (a clean, resumable stop on a cluster's preemption signal)."""
 
+from .lightning.lr_finder import LRFinder
 from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
@@ -10,6 +12,7 @@ from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 
 __all__ = [
+    "LRFinder",
     "LRLogger",
     "LRSchedule",
     "PlateauControl",

@@ -390,6 +390,9 @@ INVALID = [
         marks=pytest.mark.skipif(CORES < 2, reason="one core"),
     ),
     ("-m scheduler=cosine scheduler.warmup=10,5000", "scheduler.warmup=5000", ["shorter than"]),
+    ("lr_finder.mode=cubic", "lr_finder.mode", ["exponential, linear"]),
+    ("lr_finder.num_steps=5", "lr_finder.num_steps", ["at least 3 points"]),
+    ("optimizer.lr=fast", "optimizer.lr", ["number"]),
     (
         "-m scheduler=cosine,step trainer.max_epochs=1,2 optimizer.lr=0.1,-1",
         "optimizer.lr",
@@ -681,6 +684,51 @@ def test_plateau_with_warmup(tmp_path, capfd, monkeypatch):
     # linear warmup over 5 steps from 0, then the base rate (patience 10: no reduction yet)
     assert rates[:5] == pytest.approx([0.0, 0.001, 0.002, 0.003, 0.004], abs=1e-12)
     assert rates[5:] == pytest.approx([0.005] * (len(rates) - 5), rel=1e-9)
+
+
+def test_find_lr_prints_plots_and_tracks_the_sweep(tmp_path, capfd):
+    """``lrsched find-lr`` on the training config: the suggestions, the override that uses one,
+    the plot beside the job's outputs and in MLflow, the sweep's points in a run of its own."""
+    from lightning_lrsched.app import find_lr
+
+    sys.argv = ["lrsched-find-lr", "lr_finder.num_steps=40", "scheduler=onecycle"]
+    try:
+        find_lr.main()
+    except SystemExit as exit_:
+        assert exit_.code in (0, None)
+    out = capfd.readouterr().out
+    suggested = next(line for line in out.splitlines() if "suggested rate" in line)
+    rate = float(suggested.split("suggested rate ")[1].split()[0])
+    assert f"use it: lrsched train scheduler.max_lr={rate:.3g}" in out, out
+    assert len(list((tmp_path / "outputs").rglob("lr_finder.png"))) == 1
+    run = _one_run(tmp_path / "mlflow.db")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["lrsched.kind"] == "range_test"
+    assert float(run.data.params["lr_finder/valley"]) == pytest.approx(rate, rel=1e-3)
+    losses = _history(tmp_path / "mlflow.db", run.info.run_id, "lr_finder/loss")
+    assert 3 <= len(losses) <= 40 and [s for s, _ in losses] == list(range(len(losses)))
+    from mlflow import MlflowClient
+
+    artifacts = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").list_artifacts(
+        run.info.run_id, "lr_finder"
+    )
+    assert [a.path for a in artifacts] == ["lr_finder/range_test.png"]
+
+
+def test_max_lr_auto_trains_one_cycle_peaking_at_the_suggestion(tmp_path, capfd):
+    argv = [
+        "scheduler=onecycle", "scheduler.max_lr=auto", "lr_finder.num_steps=40",
+        "trainer.max_epochs=2", "test=false",
+    ]  # fmt: skip
+    result = run_app(argv, capfd)
+    assert result.code in (0, None), result.err
+    run = _one_run(tmp_path / "mlflow.db")
+    chosen = float(run.data.params["lr_finder/applied/scheduler.max_lr"])
+    assert chosen == pytest.approx(float(run.data.params["lr_finder/valley"]))
+    rates = [v for _, v in _history(tmp_path / "mlflow.db", run.info.run_id, "lr/AdamW/pg0")]
+    assert len(rates) == 2 * _digits_steps_per_epoch()
+    assert max(rates) == pytest.approx(chosen, rel=0.05)  # the peak (a step near it)
+    assert rates[0] == pytest.approx(chosen / 25)  # onecycle starts at max_lr / div_factor
 
 
 def test_cfg_job_prints_the_composed_config(tmp_path, capfd):

@@ -1,4 +1,5 @@
-"""The ``lrsched`` command line: ``train``, ``list``, ``plot <name> [key=value ...]`` and ``send``.
+"""The ``lrsched`` command line: ``train``, ``find-lr``, ``list``, ``plot <name> [key=value ...]``
+and ``send``.
 
 ``key=value`` overrides are read as Hydra reads them: ``gamma=0.5``, ``eta_min=1e-4``,
 ``three_phase=true``, ``warmup=5%``, ``milestones=[30ep,60ep]``,
@@ -241,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(  # handled before parsing: Hydra reads its own arguments
         "train", help="train a model (Hydra overrides; see: lrsched train --help)", add_help=False
     )
+    commands.add_parser(
+        "find-lr",
+        help="learning-rate range test on the training config (Hydra overrides, as train)",
+        add_help=False,
+    )
     listing = commands.add_parser("list", help="list every strategy and its parameters")
     listing.add_argument("name", nargs="?", help="show this strategy's parameters in detail")
     listing.set_defaults(run=run_list)
@@ -275,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 TRAIN_MODULE = "lightning_lrsched.app.train"
+FIND_LR_MODULE = "lightning_lrsched.app.find_lr"
 
 
-def run_train(args: Sequence[str]) -> NoReturn:
+def run_train(args: Sequence[str], module: str = TRAIN_MODULE) -> NoReturn:
     """``lrsched train ARGS``: replace this process with ``python -m lightning_lrsched.app.train
     ARGS`` (same process id, so a scheduler's signals still reach it).
 
@@ -287,7 +294,7 @@ def run_train(args: Sequence[str]) -> NoReturn:
     """
     sys.stdout.flush()
     sys.stderr.flush()
-    command = [sys.executable, "-m", TRAIN_MODULE, *args]
+    command = [sys.executable, "-m", module, *args]
     os.execv(sys.executable, command)
 
 
@@ -298,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["train"]:
         run_train(args_list[1:])
+    if args_list[:1] == ["find-lr"]:  # the range test on the training config (Hydra too)
+        run_train(args_list[1:], FIND_LR_MODULE)
     try:
         args, extra = build_parser().parse_known_args(argv)
         if args.command == "plot":  # overrides may also follow the options

@@ -125,6 +125,7 @@ def classifier(plain: dict[str, Any], net: torch.nn.Module) -> Any:
         scale_lr=plain.get("scale_lr", "none"),
         reference_batch_size=plain.get("reference_batch_size"),
         on_plan_change=plain.get("on_plan_change", "error"),
+        lr_finder=plain.get("lr_finder"),
     )
 
 
@@ -164,6 +165,9 @@ def check_config(cfg: DictConfig) -> Checked:
     trainer_cfg = plain.get("trainer") or {}
     trainer = _check_trainer(trainer_cfg)
     check_plan_change(plain.get("on_plan_change"))
+    from ..lightning.lr_finder import range_test_config
+
+    range_test_config(plain.get("lr_finder"))
     lr_scale(plain.get("scale_lr", "none"), 1, plain.get("reference_batch_size"))
     # seeded before the network is built, so a job's initial weights depend only on the seed
     seed = plain.get("seed", 0)
@@ -196,10 +200,12 @@ def check_config(cfg: DictConfig) -> Checked:
     if ckpt not in (None, *LIGHTNING_CKPT_PATHS, "auto") and not Path(str(ckpt)).exists():
         raise ConfigError("ckpt_path", ckpt, "no such checkpoint file (or: auto, last, best, hpc)")
     total, per_epoch = _check_horizon(trainer_cfg, trainer, module, datamodule)
-    scheduler = plain.get("scheduler")
+    optimizer_cfg, scheduler = with_placeholder_rates(plain["optimizer"], plain.get("scheduler"))
     if scheduler:
-        optimizer = build_optimizer(net, plain["optimizer"])
+        optimizer = build_optimizer(net, optimizer_cfg)
         _check_schedule(optimizer, scheduler, total, per_epoch, why_unbounded(trainer, "trainer."))
+    else:
+        build_optimizer(net, optimizer_cfg)
     logged = logged_metrics(plain)
     metric = plain.get("optimized_metric", "val_acc")
     if metric not in logged:
@@ -209,6 +215,26 @@ def check_config(cfg: DictConfig) -> Checked:
     return Checked(
         net, total, per_epoch, tracking_uri(plain.get("logger")), relaunches_command(trainer)
     )
+
+
+PLACEHOLDER_LR = 1e-3  # stands for "auto" while the rest of the config is checked
+
+
+def with_placeholder_rates(optimizer: Any, scheduler: Any) -> tuple[Any, Any]:
+    """The configs with every ``"auto"`` rate replaced by a placeholder, for the checks that run
+    before the range test does (it runs inside ``fit``): ``max_lr`` stands 10x above ``lr``."""
+    from ..lightning.lr_finder import is_auto
+
+    if isinstance(optimizer, dict) and is_auto(optimizer.get("lr")):
+        optimizer = {**optimizer, "lr": PLACEHOLDER_LR}
+    if isinstance(scheduler, dict) and is_auto(scheduler.get("max_lr")):
+        if scheduler.get("name") not in ("onecycle", "cyclic"):
+            raise ConfigError(
+                "scheduler.max_lr", "auto", "is the range test's suggestion for onecycle and cyclic"
+            )
+        lr = optimizer.get("lr", PLACEHOLDER_LR) if isinstance(optimizer, dict) else PLACEHOLDER_LR
+        scheduler = {**scheduler, "max_lr": 10 * float(lr)}
+    return optimizer, scheduler
 
 
 def _check_schedule(
@@ -295,6 +321,53 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
     return results[metric]
 
 
+def find_lr_and_report(cfg: DictConfig, checked: Checked) -> float:
+    """``lrsched find-lr``: the range test with this config's data, model and optimizer (its
+    ``lr`` does not matter: the test sweeps it), on the configured Trainer (``trainer=ddp``
+    sweeps on every process), tracked by the configured logger as a run of its own. Prints the
+    suggestions and the override that uses one; returns the suggested rate."""
+    from ..lightning.lr_finder import LRFinder
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    pl.seed_everything(plain.get("seed", 0), workers=True, verbose=False)
+    root = plain["trainer"].get("default_root_dir") or _output_dir()
+    logger: Any = False
+    if plain.get("logger"):
+        extra: dict[str, Any] = {}
+        if checked.tracking_uri:
+            extra["tracking_uri"] = checked.tracking_uri
+        if "save_dir" in plain["logger"] and not plain["logger"]["save_dir"]:
+            extra["save_dir"] = _output_dir()
+        logger = _instantiate(cfg.logger, "logger", **extra)
+    finder = LRFinder(**(plain.get("lr_finder") or {}))
+    # No training step: fit() runs the test when fitting starts (on_fit_start), then stops.
+    trainer = _instantiate(
+        cfg.trainer, "trainer", logger=logger, callbacks=[finder], max_steps=0,
+        default_root_dir=root, enable_checkpointing=False,
+    )  # fmt: skip
+    optimizer, _ = with_placeholder_rates(plain["optimizer"], None)
+    settings = {**plain, "optimizer": optimizer, "scheduler": None, "scale_lr": "none"}
+    module = classifier(settings, checked.net)
+    if logger and trainer.is_global_zero:
+        logger.log_hyperparams(_without_hydra(plain))
+        if hasattr(logger, "set_tags"):
+            tags = _run_tags(plain, trainer.world_size)
+            tags["lrsched.kind"] = "range_test"
+            logger.set_tags(tags)
+    trainer.fit(module, datamodule=_instantiate(cfg.data, "data"))
+    result = finder.result
+    assert result is not None
+    rate = result.suggestion()
+    if trainer.is_global_zero:
+        strategy = str((plain.get("scheduler") or {}).get("name", ""))
+        key = "scheduler.max_lr" if strategy in ("onecycle", "cyclic") else "optimizer.lr"
+        print(f"lrsched find-lr: suggested rate {rate:.4g} ({result.config.suggestion})")
+        print(f"  plot: {Path(root) / 'lr_finder.png'}")
+        print(f"  use it: lrsched train {key}={rate:.3g}   (or {key}=auto to test at the start)")
+        report({}, logger)
+    return rate
+
+
 def resume_from(root: str) -> str | None:
     """``ckpt_path=auto``: the newest checkpoint in ``<root>/checkpoints`` (a preemption's, or
     a ``ModelCheckpoint``'s there), or None (a fresh start). Every rank reads the same folder,
@@ -344,7 +417,8 @@ def report(results: dict[str, float], logger: Any, optimized_metric: str = "val_
     """Print the final metrics, where the run is, and how to open it in the MLflow UI."""
     names = ("val_loss", "val_acc", "test_loss", "test_acc", optimized_metric)
     shown = {k: results[k] for k in dict.fromkeys(names) if k in results}
-    print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    if shown:
+        print("lrsched train: " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     uri = getattr(logger, "tracking_uri", None)
     if getattr(logger, "unsent", None) is not None:  # the tracker said where it is kept
         return

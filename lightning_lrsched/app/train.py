@@ -22,8 +22,8 @@ from .schemas import register_configs
 CONFIG_PATH = str(Path(__file__).parent.parent / "conf" / "lrsched")
 
 
-def _fail(message: str) -> None:
-    print(f"lrsched train: error: {message}", file=sys.stderr)
+def _fail(message: str, command: str = "train") -> None:
+    print(f"lrsched {command}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -42,6 +42,11 @@ def _app(cfg: DictConfig) -> Any:
 
 
 def main() -> None:
+    """``lrsched train``: see :func:`launch`."""
+    launch(_app)
+
+
+def launch(app: Any, command: str = "train") -> None:
     """Entry point: the process's arguments are Hydra overrides and flags (``-m``,
     ``--cfg job``, ...), checked for every job before Hydra starts.
 
@@ -59,10 +64,10 @@ def main() -> None:
 
     problem = precheck(CONFIG_PATH, sys.argv[1:])
     if problem is not None:
-        _fail(problem)
+        _fail(problem, command)
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     sys.argv += _rank_output_overrides(arguments)
-    _app()
+    app()
 
 
 def _rank_output_overrides(arguments: list[str]) -> list[str]:

@@ -4,12 +4,14 @@
 - ``lr_schedule``: ``LRSchedule``, a schedule attached from the Trainer's callbacks;
 - ``plateau_control``: feeding plateau schedules their metric (``PlateauControl``);
 - ``lr_logger``: ``LRLogger``;
+- ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
 - ``trainer_info``: horizon, epoch length and global batch in optimizer steps.
 """
 
 from .helper import configure_optimizers
+from .lr_finder import LRFinder, find_lr
 from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
 from .optimizers import build_optimizer
@@ -18,11 +20,13 @@ from .scheduling import attached_schedules
 from .trainer_info import training_horizon
 
 __all__ = [
+    "LRFinder",
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
     "attached_schedules",
     "build_optimizer",
     "configure_optimizers",
+    "find_lr",
     "training_horizon",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from ..errors import ConfigError
+from .lr_finder import resolve_auto_rates
 from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
 from .rank_guard import ensure_rank_guard
@@ -21,6 +22,7 @@ def configure_optimizers(
     scale_lr: str = "none",
     reference_batch_size: int | None = None,
     on_plan_change: str = "error",
+    lr_finder: Any = None,
 ) -> dict[str, Any]:
     """Return Lightning's optimizer/scheduler dict for ``module``; call it from
     ``LightningModule.configure_optimizers``::
@@ -42,6 +44,10 @@ def configure_optimizers(
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
     under another plan (``max_epochs`` raised, say) instead of refusing it; see
     :meth:`~lightning_lrsched.adapter.ScheduleLR.load_state_dict`.
+    ``"auto"`` as the optimizer's ``lr`` or the schedule's ``max_lr`` runs the learning-rate
+    range test first and uses its suggestion (``lr_finder``: its settings, see
+    :class:`lightning_lrsched.range_test.RangeTestConfig`); the suggestion is logged. A resumed
+    fit does not test again: its rates come back with the checkpoint.
     """
     try:
         trainer = module.trainer
@@ -54,6 +60,9 @@ def configure_optimizers(
             "is not attached to a Trainer; call this from its "
             "configure_optimizers while the Trainer runs",
         )
+    optimizer, scheduler, chosen = resolve_auto_rates(
+        trainer, module, _plain(optimizer), _plain(scheduler), lr_finder, build_optimizer
+    )
     built = build_optimizer(module, optimizer)
     schedule = schedule_for_trainer(
         trainer,
@@ -63,6 +72,8 @@ def configure_optimizers(
         reference_batch_size=reference_batch_size,
         on_plan_change=on_plan_change,
     )
+    if chosen:
+        schedule.chosen_rates = chosen  # kept in its state: a resume reuses them
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
     if schedule.is_plateau:
         # Lightning would step a plateau schedule once per epoch with the metric and never per
@@ -73,3 +84,12 @@ def configure_optimizers(
         ensure_plateau_control(trainer)
     ensure_rank_guard(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}
+
+
+def _plain(config: Any) -> Any:
+    """An OmegaConf node as plain data (``"auto"`` is looked for in plain mappings)."""
+    if hasattr(config, "_metadata") or type(config).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(config, resolve=True)
+    return config

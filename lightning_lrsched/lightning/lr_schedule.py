@@ -29,7 +29,8 @@ class LRSchedule(Callback):
     schedule counts that optimizer's own steps. Its state is this callback's state in
     checkpoints (``Callback.state_dict``), restored before the first step of a resumed fit. A
     plateau schedule gets its metric, averaged across ranks, at the end of each validation of
-    ``fit`` (before the checkpoint callbacks run). Options as in
+    ``fit`` (before the checkpoint callbacks run). ``max_lr="auto"`` (onecycle, cyclic) runs the
+    range test first (``lr_finder``: its settings). Options as in
     :func:`lightning_lrsched.configure_optimizers`.
     """
 
@@ -41,6 +42,7 @@ class LRSchedule(Callback):
         scale_lr: str = "none",
         reference_batch_size: int | None = None,
         on_plan_change: str = "error",
+        lr_finder: Any = None,
     ) -> None:
         if isinstance(optimizer_index, bool) or not isinstance(optimizer_index, int):
             raise ConfigError("optimizer_index", optimizer_index, "must be a whole number >= 0")
@@ -54,6 +56,7 @@ class LRSchedule(Callback):
         self.scale_lr = scale_lr
         self.reference_batch_size = reference_batch_size
         self.on_plan_change = on_plan_change
+        self.lr_finder = lr_finder  # the range test's settings, for max_lr="auto"
         self.scheduler: ScheduleLR | None = None
         self._stage: str | None = None
         self._saved_state: dict[str, Any] | None = None  # restored before the schedule exists
@@ -76,14 +79,16 @@ class LRSchedule(Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = self._own_optimizer(trainer)
+        config, chosen = self._with_auto_rate(trainer, pl_module, optimizer)
         self.scheduler = schedule_for_trainer(
             trainer,
             optimizer,
-            self.config,
+            config,
             scale_lr=self.scale_lr,
             reference_batch_size=self.reference_batch_size,
             on_plan_change=self.on_plan_change,
         )
+        self.scheduler.chosen_rates = chosen or None
         if self._saved_state is not None:
             self.scheduler.load_state_dict(self._saved_state)
             self._saved_state = None
@@ -91,6 +96,26 @@ class LRSchedule(Callback):
         ensure_rank_guard(trainer)
         # Advance after every real step of this optimizer (accumulating batches take none).
         self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
+
+    def _with_auto_rate(
+        self, trainer: pl.Trainer, module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> tuple[Any, dict[str, float]]:
+        """The config with ``max_lr="auto"`` replaced by the range test's suggestion (taken from
+        the restored state when resuming), and the rates so chosen."""
+        from ..registry import to_mapping
+        from .lr_finder import find_lr, is_auto, report
+
+        config = to_mapping(self.config, "scheduler")
+        if not is_auto(config.get("max_lr")):
+            return self.config, {}
+        saved = (self._saved_state or {}).get("chosen_rates")
+        if saved:
+            chosen = {key: float(value) for key, value in saved.items()}
+        else:
+            result = find_lr(trainer, module, optimizer, self.lr_finder)
+            chosen = {"scheduler.max_lr": result.suggestion()}
+            report(trainer, result, chosen)
+        return {**config, "max_lr": chosen["scheduler.max_lr"]}, chosen
 
     def _own_optimizer(self, trainer: pl.Trainer) -> torch.optim.Optimizer:
         optimizers = trainer.optimizers

@@ -133,8 +133,9 @@ class Classifier(pl.LightningModule):
     ``optimizer`` is anything :func:`lightning_lrsched.lightning.build_optimizer` takes
     (default ``{"name": "adamw", "lr": 1e-3}``). With a ``scheduler`` config the optimizer and
     its schedule come from :func:`lightning_lrsched.configure_optimizers` (``scale_lr``,
-    ``reference_batch_size`` and ``on_plan_change`` are passed on); with ``scheduler=None``
-    only the optimizer is returned, for an ``LRSchedule`` callback (or no schedule at all).
+    ``reference_batch_size``, ``on_plan_change`` and ``lr_finder`` are passed on); with
+    ``scheduler=None`` only the optimizer is returned, for an ``LRSchedule`` callback (or no
+    schedule at all).
 
     ``num_classes`` defaults to ``net.num_classes`` (the resolved value is saved). ``train_loss``
     is logged per step and per epoch (loggers see ``train_loss_step`` and ``train_loss_epoch``;
@@ -158,6 +159,7 @@ class Classifier(pl.LightningModule):
         reference_batch_size: int | None = None,
         on_plan_change: str = "error",
         num_classes: int | None = None,
+        lr_finder: Any = None,
     ) -> None:
         super().__init__()
         if scale_lr not in SCALE_MODES:
@@ -181,6 +183,7 @@ class Classifier(pl.LightningModule):
         self.reference_batch_size = reference_batch_size
         self.on_plan_change = on_plan_change
         self.scheduler_config = scheduler
+        self.lr_finder = lr_finder
         self.criterion = nn.CrossEntropyLoss()
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -226,4 +229,5 @@ class Classifier(pl.LightningModule):
             scale_lr=self.scale_lr,
             reference_batch_size=self.reference_batch_size,
             on_plan_change=self.on_plan_change,
+            lr_finder=self.lr_finder,
         )

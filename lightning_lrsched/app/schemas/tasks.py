@@ -49,6 +49,21 @@ class CNN1DConfig:
 
 
 @dataclass
+class LRFinderConfig:
+    """The range test's settings (:class:`lightning_lrsched.range_test.RangeTestConfig`)."""
+
+    min_lr: float = 1e-7
+    max_lr: float = 10.0
+    num_steps: int = 100
+    mode: str = "exponential"  # exponential | linear
+    beta: float = 0.98  # smoothing of the loss
+    diverge_threshold: float = 4.0  # stop once the smoothed loss exceeds this x its minimum
+    suggestion: str = "valley"  # valley | steep | minimum (the rate of the lowest loss / 10)
+    skip_begin: int = 10
+    skip_end: int = 5
+
+
+@dataclass
 class TrainConfig:
     """The root config of ``lrsched train``; groups are selected in ``train.yaml``."""
 
@@ -66,5 +81,7 @@ class TrainConfig:
     scale_lr: str = "none"
     reference_batch_size: int | None = None
     on_plan_change: str = "error"
+    # the range test behind optimizer.lr=auto, scheduler.max_lr=auto and `lrsched find-lr`
+    lr_finder: LRFinderConfig = field(default_factory=lambda: LRFinderConfig())
     # the metric train() returns (the value a sweep optimises): any metric the run logs
     optimized_metric: str = "val_acc"

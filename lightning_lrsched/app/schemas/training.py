@@ -13,14 +13,14 @@ class OptimizerConfig:
     """Any ``torch.optim`` optimizer by lower-case name, with its keyword arguments."""
 
     name: str = MISSING
-    lr: float = MISSING
+    lr: Any = MISSING  # a rate, or "auto": the range test's suggestion (lr_finder settings)
     weight_decay: float = 0.0
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
     name: str = "sgd"
-    lr: float = 0.1
+    lr: Any = 0.1
     momentum: float = 0.9
     nesterov: bool = False
     dampening: float = 0.0
@@ -29,7 +29,7 @@ class SGDConfig(OptimizerConfig):
 @dataclass
 class AdamWConfig(OptimizerConfig):
     name: str = "adamw"
-    lr: float = 1e-3
+    lr: Any = 1e-3
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
@@ -45,7 +45,7 @@ class AdamConfig(AdamWConfig):
 @dataclass
 class RMSpropConfig(OptimizerConfig):
     name: str = "rmsprop"
-    lr: float = 1e-2
+    lr: Any = 1e-2
     alpha: float = 0.99
     eps: float = 1e-8
     momentum: float = 0.0
