@@ -35,7 +35,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lightning_support import RateRecorder, TinyModule
+from lightning_support import RateRecorder, TinyModule, regression_data
 from tracking_script import TrackedModule
 
 from lightning_lrsched.callbacks import LRLogger, LRSchedule, RankDivergenceError
@@ -111,6 +111,15 @@ class RankProbe(Logger):
             self.lr_steps.append(step)
 
 
+class RankDataModule(TinyModule):
+    """Each rank's own training data, also where Lightning's sampler does not reach (the range
+    test reads the module's loader itself): only the cross-rank mean makes them agree."""
+
+    def train_dataloader(self):
+        data = regression_data(self.n, seed=10 + self.global_rank)
+        return torch.utils.data.DataLoader(data, batch_size=self.batch_size)
+
+
 def run_case(case: dict[str, Any], out: Path) -> None:
     pl.seed_everything(0, verbose=False)
     case_dir = out / case["name"]
@@ -119,11 +128,14 @@ def run_case(case: dict[str, Any], out: Path) -> None:
     validations = ValidationRecorder(offsets)
     callbacks: list[pl.Callback] = [RankOffsets(offsets), validations, rates]
     module_class = TrackedModule if case.get("tracking_uri") else TinyModule
+    if case.get("rank_data"):
+        module_class = RankDataModule
+    helper = case.get("helper", {})
     if case["via"] == "callback":
         module = module_class(scheduler=None, optimizer=case["optimizer"])
-        callbacks.append(LRSchedule(case["scheduler"]))
+        callbacks.append(LRSchedule(case["scheduler"], **helper))
     else:
-        module = module_class(scheduler=case["scheduler"], optimizer=case["optimizer"])
+        module = module_class(scheduler=case["scheduler"], optimizer=case["optimizer"], **helper)
     if case.get("diverge"):
         callbacks.append(ExtraStepOnRank(**case["diverge"]))
     loggers: list[Logger] | bool = False
@@ -170,6 +182,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         "validations": validations.records,
         "probe_lr_steps": None if probe is None else probe.lr_steps,
         "run_id": None if tracker is None else tracker.version,
+        "chosen_rates": scheduler.chosen_rates,
         "error": error,
     }
     case_dir.mkdir(parents=True, exist_ok=True)

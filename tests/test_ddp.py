@@ -153,9 +153,22 @@ DIVERGING = {
     "diverge": {"rank": 1, "epoch": 2},
 }
 
+# max_lr="auto": the range test under DDP, each rank on its own data (its loss and gradients
+# averaged over the ranks at every sweep step), then one-cycle at the suggestion.
+AUTO = {
+    "name": "auto_helper",
+    "via": "helper",
+    "scheduler": {"name": "onecycle", "max_lr": "auto", "pct_start": 0.25},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+    "rank_data": True,
+    "helper": {"lr_finder": {"num_steps": 20, "skip_begin": 2, "skip_end": 2, "max_lr": 1.0}},
+}
+
 CASES = {
     case["name"]: case
-    for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED, DIVERGING)
+    for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED, AUTO, DIVERGING)
 }
 CONSISTENT = [name for name in CASES if "diverge" not in CASES[name]]
 
@@ -270,6 +283,18 @@ def test_horizon_is_the_per_rank_share(ddp_run, name):
         assert result["estimated_stepping_batches"] == TOTAL
         assert result["global_step"] == TOTAL
         assert result["group_names"] == GROUPS
+
+
+def test_range_test_gives_every_rank_the_same_rate(ddp_run):
+    """``max_lr="auto"`` under DDP: one suggestion on both ranks (their sweeps saw different
+    data), used as one-cycle's peak by both."""
+    rank0, rank1 = ddp_run[1]["auto_helper"]
+    (chosen,) = rank0["chosen_rates"].values()
+    assert rank1["chosen_rates"] == rank0["chosen_rates"]
+    assert 1e-7 < chosen < 1.0
+    peak = max(lrs[0] for _, lrs, _ in rank0["rates"])
+    assert peak == pytest.approx(chosen, rel=0.05)
+    assert rank0["rates"] == rank1["rates"]
 
 
 def test_rank_guard_stops_every_rank_naming_the_first_difference(ddp_run):
