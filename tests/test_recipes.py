@@ -100,10 +100,15 @@ def run_bash(
 
 
 def train_overrides(call: list[str]) -> list[str] | None:
-    """The overrides of a call that runs ``lrsched train`` (directly, under srun, or as the
-    module ``lightning_lrsched.app.train`` under torchrun or python); None for other calls."""
+    """The overrides of a call that runs ``lrsched train`` or ``lrsched find-lr`` (the same
+    config; directly, under srun, or as the module under torchrun or python); None for other
+    calls."""
+    commands = (
+        ("lrsched", "train"), ("-m", "lightning_lrsched.app.train"),
+        ("lrsched", "find-lr"), ("-m", "lightning_lrsched.app.find_lr"),
+    )  # fmt: skip
     for i in range(len(call) - 1):
-        if (call[i], call[i + 1]) in (("lrsched", "train"), ("-m", "lightning_lrsched.app.train")):
+        if (call[i], call[i + 1]) in commands:
             return call[i + 2 :]
     return None
 
