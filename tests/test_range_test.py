@@ -242,3 +242,23 @@ def test_a_step_without_a_loss_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="training_step must return the loss"):
         trainer(tmp_path).fit(NoLoss(scheduler={"name": "onecycle", "max_lr": "auto"}))
+
+
+def test_auto_rate_without_a_schedule(tmp_path):
+    """The task's classifier without a schedule: ``lr="auto"`` is still the test's rate."""
+    from lightning_lrsched.tasks.models import Classifier
+
+    class Data(pl.LightningDataModule):
+        def train_dataloader(self):
+            g = torch.Generator().manual_seed(0)
+            x, y = torch.randn(64, 4, generator=g), torch.randint(0, 3, (64,), generator=g)
+            return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+
+    module = Classifier(
+        nn.Linear(4, 3), optimizer={"name": "sgd", "lr": "auto"}, num_classes=3,
+        lr_finder={"num_steps": 20, "skip_begin": 2, "skip_end": 2},
+    )  # fmt: skip
+    recorder = RateRecorder()
+    trainer(tmp_path, [recorder], max_epochs=1, limit_val_batches=0).fit(module, Data())
+    rates = {lrs for _, lrs, _ in recorder.rates}
+    assert len(rates) == 1 and 1e-7 < next(iter(rates))[0] < 10

@@ -64,14 +64,21 @@ def configure_optimizers(
         trainer, module, _plain(optimizer), _plain(scheduler), lr_finder, build_optimizer
     )
     built = build_optimizer(module, optimizer)
-    schedule = schedule_for_trainer(
-        trainer,
-        built,
-        scheduler,
-        scale_lr=scale_lr,
-        reference_batch_size=reference_batch_size,
-        on_plan_change=on_plan_change,
-    )
+    try:
+        schedule = schedule_for_trainer(
+            trainer,
+            built,
+            scheduler,
+            scale_lr=scale_lr,
+            reference_batch_size=reference_batch_size,
+            on_plan_change=on_plan_change,
+        )
+    except ConfigError as err:
+        if err.key.split(".")[-1] not in ("max_lr", "base_lr") or not chosen:
+            raise
+        raise ConfigError(
+            err.key, err.value, f"{err.allowed} (max_lr=auto: the range test's suggestion)"
+        ) from None
     if chosen:
         schedule.chosen_rates = chosen  # kept in its state: a resume reuses them
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}

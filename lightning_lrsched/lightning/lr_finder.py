@@ -170,6 +170,8 @@ def resolve_auto_rates(
     if not (optimizer_auto or scheduler_auto):
         return optimizer, scheduler, {}
     if trainer.ckpt_path is not None:  # resuming: the rates the test chose at the start
+        if scheduler is None:  # no schedule: the optimizer's restored state holds the rate
+            return {**optimizer, "lr": 1.0}, scheduler, {}
         applied = saved_auto_rates(trainer)
         return (*_with_rates(optimizer, scheduler, applied), applied)
     probe_config = dict(optimizer)

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ..adapter import check_plan_change
 from ..errors import ConfigError
 from ..lightning.helper import configure_optimizers
+from ..lightning.lr_finder import resolve_auto_rates
 from ..lightning.optimizers import build_optimizer
 from ..lightning.trainer_info import SCALE_MODES
 
@@ -220,8 +221,11 @@ class Classifier(pl.LightningModule):
         self._evaluate(batch, "test", self.test_acc)
 
     def configure_optimizers(self) -> Any:
-        if self.scheduler_config is None:
-            return build_optimizer(self, self.optimizer_config)
+        if self.scheduler_config is None:  # "auto" still means the range test's rate
+            optimizer, _, _ = resolve_auto_rates(
+                self.trainer, self, self.optimizer_config, None, self.lr_finder, build_optimizer
+            )
+            return build_optimizer(self, optimizer)
         return configure_optimizers(
             self,
             optimizer=self.optimizer_config,
