@@ -172,7 +172,7 @@ class ScheduleLR(LRScheduler):
             raise TypeError(f"a {self.description['kind']} schedule does not take metrics")
         warmup_steps = self.schedule.steps if isinstance(self.schedule, Warmup) else 0
         if self.last_epoch >= (warmup_steps if self.offset == 0 else 0):
-            controller.update(float(metric))
+            controller.update(float(metric), step=self.source_step())
             self._apply()
 
     def rebase(self, base_lrs: list[float]) -> None:
@@ -183,6 +183,15 @@ class ScheduleLR(LRScheduler):
             raise ValueError(f"a {self.description['kind']} schedule cannot change its base rates")
         self._set_plan(self.schedule, [float(lr) for lr in base_lrs])
         self._apply()
+
+    def source_step(self) -> int:
+        """The current step as the rate source behind the warmup (and a take-over) counts it:
+        where a plateau with ``warm_restart`` starts its new cycle."""
+        step, source = self.last_epoch - self.offset, self.schedule
+        while isinstance(source, Warmup | TakeOver):  # undo what their evaluators do to a step
+            step = step - source.steps if isinstance(source, Warmup) else step + source.offset
+            source = source.inner
+        return step
 
     def planned_rates(self, steps: int) -> list[list[float]] | None:
         """The rates of steps ``0..steps-1`` as planned now (None when they depend on metrics or

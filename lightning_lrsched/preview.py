@@ -51,7 +51,7 @@ def plan_rates(
     recorded only for schedules that cycle it (``cyclic``, ``onecycle``).
 
     ``plateau`` reacts to metrics and a plan has none: its plan is the warmup (if any) and
-    then the base rate throughout.
+    then the base rate throughout (with ``warm_restart``: the first cosine cycle, no restart).
 
     Bad input raises :class:`ConfigError`, as :func:`build_scheduler` does.
 

@@ -11,7 +11,8 @@
 Lightning's DDP launcher starts rank 1 by re-running this script with the same arguments (the
 first ``fit`` launches it; later Trainers find ``LOCAL_RANK`` set and reuse the process group).
 Each rank writes ``OUT_DIR/<name>/rank<r>.json``: every optimizer step's (step, lrs, momenta),
-every validation's local ``val_loss`` and the scheduler's resolved description. With
+every validation's local ``val_loss``, the scheduler's resolved description and, for a
+plateau, its controller's state after training. With
 ``lr_logger`` the case also has an ``LRLogger`` writing to a ``CSVLogger`` under
 ``OUT_DIR/<name>/logs`` and to a probe logger that records, per rank, the steps it was called for.
 With ``tracking_uri`` the case is tracked as a user would: ``TrackedModule`` (saved
@@ -176,6 +177,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         "num_training_batches": int(trainer.num_training_batches),
         "global_step": trainer.global_step,
         "description": scheduler.description,
+        "controller": scheduler.state_dict().get("controller"),
         "group_names": [g.get("name") for g in scheduler.optimizer.param_groups],
         "final_lrs": [float(g["lr"]) for g in scheduler.optimizer.param_groups],
         "rates": [[step, list(lrs), list(momenta)] for step, lrs, momenta in rates.rates],

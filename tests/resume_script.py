@@ -141,6 +141,21 @@ STRATEGIES: dict[str, Strategy] = {
     "plateau+warmup/epoch-val": Strategy(
         {"name": "plateau", "warmup": 3, "patience": 0, "factor": 0.5}, stalls=True
     ),
+    # Warm restarts on the same validations: 4 sets the best, 12 and 20 restart a 6-step cosine
+    # from the halved peak. Steps 3..8 anneal the first cycle, 9..11 stay at min_lr (0), 12 jumps
+    # to half the base rate; the mid-epoch resume (13) is one step into that second cycle.
+    "plateau+warm_restart": Strategy(
+        {
+            "name": "plateau",
+            "warmup": 3,
+            "patience": 1,
+            "factor": 0.5,
+            "warm_restart": True,
+            "restart_period": 6,
+        },
+        stalls=True,
+        trainer_options={"val_check_interval": 4},
+    ),
 }
 
 

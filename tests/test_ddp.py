@@ -109,6 +109,25 @@ PLATEAU_CALLBACK = {
     "offsets": offsets(IMPROVING, [0, 1000, 2000, 2070, 3000, 4000, 4060, 4000]),
 }
 
+# Plateau with warm restarts via the helper, behind a one-epoch warmup: the decisions of
+# PLATEAU_CALLBACK's offsets (the mean stalls after epochs 3, 6, 7; rank 0 alone after every
+# validation from epoch 1, rank 1 never; the warmup ends at step 4, so epoch 0's value counts)
+# each restart a cosine of 2 epochs from a halved peak, at the same step on both ranks.
+PLATEAU_RESTART = {
+    "name": "plateau_restart_helper",
+    "via": "helper",
+    "scheduler": {
+        **PLATEAU_CALLBACK["scheduler"],
+        "factor": 0.5,
+        "warmup": "1ep",
+        "warm_restart": True,
+        "restart_period": "2ep",
+    },
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": PLATEAU_CALLBACK["offsets"],
+}
+
 # onecycle's horizon is the run's total steps; LRLogger + CSVLogger ride along.
 ONECYCLE = {
     "name": "onecycle_helper",
@@ -168,7 +187,16 @@ AUTO = {
 
 CASES = {
     case["name"]: case
-    for case in (PLATEAU_HELPER, PLATEAU_CALLBACK, ONECYCLE, COSINE, TRACKED, AUTO, DIVERGING)
+    for case in (
+        PLATEAU_HELPER,
+        PLATEAU_CALLBACK,
+        PLATEAU_RESTART,
+        ONECYCLE,
+        COSINE,
+        TRACKED,
+        AUTO,
+        DIVERGING,
+    )
 }
 CONSISTENT = [name for name in CASES if "diverge" not in CASES[name]]
 
@@ -242,6 +270,19 @@ def plateau_rates(step, reductions, factor, warmup_steps=0):
     return [base * scale for base in BASE_LRS]
 
 
+def restart_rates(step, restarts, factor, period, warmup_steps):
+    """Every group's rate at optimizer ``step`` with warm restarts: linear warmup from 0, then a
+    half-cosine of ``period`` steps (then 0) from the base rates times ``factor`` per restart,
+    starting at the last restart decided at a validation after ``<= step`` steps."""
+    if step < warmup_steps:
+        return [base * step / warmup_steps for base in BASE_LRS]
+    past = [r for r in restarts if r <= step]
+    start = past[-1] if past else warmup_steps
+    tau = min(step - start, period)
+    share = (1 + math.cos(math.pi * tau / period)) / 2
+    return [base * factor ** len(past) * share for base in BASE_LRS]
+
+
 def validation_table(results):
     """(global steps, rank 0's values, rank 1's values, their mean) of a case's validations."""
     rank0, rank1 = (r["validations"] for r in results)
@@ -311,7 +352,7 @@ def test_rank_guard_stops_every_rank_naming_the_first_difference(ddp_run):
     assert rank0["rates"][:8] == rank1["rates"][:8] and rank0["rates"][8:] != rank1["rates"][8:]
 
 
-@pytest.mark.parametrize("name", ["plateau_helper", "plateau_callback"])
+@pytest.mark.parametrize("name", ["plateau_helper", "plateau_callback", "plateau_restart_helper"])
 def test_each_rank_validates_on_its_own_metric(ddp_run, name):
     """The premise of the plateau tests: every rank saw its own offset (not a synced value),
     and the model's own loss is small next to the offsets' steps."""
@@ -368,6 +409,33 @@ def test_plateau_callback_reduces_on_the_cross_rank_mean(ddp_run):
         assert_rates(result["rates"], expected)
         # the reduction after the last validation shows in the groups after training
         assert result["final_lrs"] == pytest.approx([b * 1e-3 for b in BASE_LRS], rel=1e-12)
+
+
+def test_plateau_warm_restart_restarts_on_the_cross_rank_mean_at_the_same_step(ddp_run):
+    results = ddp_run[1]["plateau_restart_helper"]
+    config = PLATEAU_RESTART["scheduler"]
+    inner = results[0]["description"]["inner"]
+    assert (inner["warm_restart"], inner["restart_period"]) == (True, 2 * STEPS_PER_EPOCH)
+
+    steps, values0, values1, mean = validation_table(results)
+    warmup = STEPS_PER_EPOCH
+    on_mean = plateau_reductions(mean, steps, config, warmup)
+    assert on_mean == [16, 28, 32]
+    assert plateau_reductions(values0, steps, config, warmup) == [8, 12, 16, 20, 24, 28, 32]
+    assert plateau_reductions(values1, steps, config, warmup) == []
+
+    period = 2 * STEPS_PER_EPOCH
+    expected = [restart_rates(k, on_mean, 0.5, period, warmup) for k in range(TOTAL)]
+    for result in results:
+        assert_rates(result["rates"], expected)
+        # the last restart, decided after the last step, counted after the warmup
+        assert result["controller"]["restart_step"] == 32 - warmup
+        assert result["final_lrs"] == pytest.approx([b * 0.125 for b in BASE_LRS], rel=1e-12)
+    rank0, rank1 = results
+    assert rank0["controller"] == rank1["controller"]
+    # the restarts are visible in the curve: the rate rises at steps 16 and 28 only
+    rises = [k for k in range(1, TOTAL) if rank0["rates"][k][1] > rank0["rates"][k - 1][1]]
+    assert rises == [1, 2, 3, 4, 16, 28]  # the warmup, then the two restarts inside training
 
 
 def test_onecycle_spans_the_per_rank_total(ddp_run):

@@ -745,6 +745,64 @@ TABLE = [
         [(0, 0.0), (1, 0.5), (2, 1.0), (4, 1.0), (5, 0.5), (9, 0.5)],
         metrics=((0, 9.0), (3, 1.0), (4, 1.0)),
     ),
+    # warm_restart, restart_period 4, min_lr 0.1, warmup 2 (linear from 0 to the first rate, 1):
+    # lr = 0.1 + (p - 0.1) * C(tau, 4), tau = min(t - 2 - r, 4), peak p = 1, cycle start r = 0.
+    # t = 3..6: tau 1..4 (0.1 at the cycle's end and after). A value reported at step k restarts
+    # the cycle at k (r = k - 2), so the row reads step k before it and step k + 1 at tau 1.
+    # Patience 0, cooldown 1: 5 after step 3 sets the best; 5 after 7 restarts (p = 0.5); after 8
+    # it falls in the cooldown; after 9 it restarts (p = 0.25); after 14 the cooldown still; after
+    # 15 it restarts (p = 0.125); after 16 the cooldown; after 17 p = max(0.0625, min_lr) = 0.1:
+    # flat at the floor (a peak of 0.0625 would give 0.068 at step 18).
+    Row(
+        "plateau_warm_restart",
+        {
+            "name": "plateau",
+            "warmup": 2,
+            "factor": 0.5,
+            "patience": 0,
+            "cooldown": 1,
+            "threshold": 0,
+            "threshold_mode": "abs",
+            "min_lr": 0.1,
+            "warm_restart": True,
+            "restart_period": 4,
+        },
+        20,
+        None,
+        1.0,
+        [
+            (0, 0.0),
+            (1, 0.5),
+            (2, 1.0),
+            (3, 0.86819805153394639),
+            (4, 0.55),
+            (5, 0.23180194846605361),
+            (6, 0.1),
+            (7, 0.1),
+            (8, 0.4414213562373095),
+            (9, 0.3),
+            (10, 0.22803300858899106),
+            (11, 0.175),
+            (12, 0.12196699141100894),
+            (13, 0.1),
+            (14, 0.1),
+            (15, 0.1),
+            (16, 0.12133883476483184),
+            (17, 0.1125),
+            (18, 0.1),
+            (19, 0.1),
+        ],
+        metrics=(
+            (3, 5.0),
+            (7, 5.0),
+            (8, 5.0),
+            (9, 5.0),
+            (14, 5.0),
+            (15, 5.0),
+            (16, 5.0),
+            (17, 5.0),
+        ),
+    ),
     # -- torch pass-through --------------------------------------------------------------------
     # torch StepLR with step_size "1ep" x 3 steps/epoch = 3, gamma 0.5: 0.2 * 0.5 ** (t // 3)
     Row(

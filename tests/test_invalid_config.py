@@ -126,6 +126,25 @@ INVALID = [
     ({"name": "plateau", "factor": 1.5}, {}, "scheduler.factor=1.5", "< 1"),
     ({"name": "plateau", "patience": -1}, {}, "scheduler.patience=-1", ">= 0"),
     ({"name": "plateau", "monitor": ""}, {}, "scheduler.monitor=''", "non-empty"),
+    (
+        {"name": "plateau", "restart_period": 10},
+        {},
+        "scheduler.restart_period=10",
+        "needs warm_restart: true",
+    ),
+    (
+        {"name": "plateau", "warm_restart": True},
+        {},
+        "scheduler.restart_period=None",
+        "rest of training",
+    ),
+    ({"name": "plateau", "warm_restart": "yes"}, {}, "scheduler.warm_restart='yes'", "true or"),
+    (
+        {"name": "plateau", "warm_restart": True, "restart_period": 0},
+        {"total_steps": 10},
+        "scheduler.restart_period=0",
+        "> 0 steps",
+    ),
     ({"name": "linear", "end_factor": -1}, {"total_steps": 10}, "scheduler.end_factor=-1", ">= 0"),
     ({"name": "polynomial", "power": -1}, {"total_steps": 10}, "scheduler.power=-1", ">= 0"),
     (

@@ -15,9 +15,10 @@ momentum of every param group at every optimizer step after the resume must be b
 - ``sigkill``: a training process SIGKILLs itself at the start of step 11 (after that step's
   checkpoint was written); a fresh interpreter resumes it (``resume_script.py``).
 
-Plateau cases validate a module whose validation loss stalls, so the rate is reduced right
-after the resume points (checked by ``test_plateau_reduces_soon_after_each_resume_point``); in
-``epoch-end/step-ckpt`` they are expected to fail (see ``LIGHTNING_SKIPS_VALIDATION``).
+Plateau cases validate a module whose validation loss stalls, so the rate is reduced (with
+warm restarts: a new cosine cycle starts) right after the resume points (checked by
+``test_plateau_reduces_soon_after_each_resume_point``); in ``epoch-end/step-ckpt`` they are
+expected to fail (see ``LIGHTNING_SKIPS_VALIDATION``).
 A table of the outcomes is printed at the end of the session's report.
 
 Then: a changed plan on resume (``max_epochs`` 2 -> 4) is refused by default, and with
@@ -232,9 +233,15 @@ def test_resume_after_exception_is_exact(strategy, via, where, reference, tmp_pa
 @pytest.mark.parametrize("strategy", PLATEAUS)
 def test_plateau_reduces_soon_after_each_resume_point(strategy, reference):
     """Guard against a vacuous plateau matrix: after every resume point, the uninterrupted run
-    reduces the rate at the next validation or the one after."""
+    reduces the rate (with warm restarts: restarts a cycle, from 0, so the rate rises) at the
+    next validation or the one after."""
+    config = spec(strategy).config
     rates = {step: lrs for step, (lrs, _) in reference(strategy, "helper").items()}
-    reductions = [s for s in range(1, TOTAL_STEPS) if rates[s] < rates[s - 1]]
+    if config.get("warm_restart"):
+        after_warmup = range(config["warmup"] + 1, TOTAL_STEPS)
+        reductions = [s for s in after_warmup if rates[s - 1] == (0.0, 0.0) < rates[s]]
+    else:
+        reductions = [s for s in range(1, TOTAL_STEPS) if rates[s] < rates[s - 1]]
     for start in [*(start for _, _, start in WHERE.values()), KILL_AT]:
         assert any(start < s <= start + STEPS_PER_EPOCH for s in reductions), (start, reductions)
 

@@ -53,7 +53,9 @@ class MetricDriven(Stateful, Protocol):
     check_on: str  # when Lightning reports the metric: "validation" | "train_epoch"
     strict: bool  # a monitor that is not logged: error (True) or warning
 
-    def update(self, value: float) -> bool: ...
+    def update(self, value: float, step: int | None = None) -> bool:
+        """Record ``value``, seen at ``step`` (the source's own step count); True: rates changed."""
+        ...
 
 
 class Strategy:
