@@ -49,7 +49,10 @@ class Noise(Schedule):
 
     Exactly timm's ``Scheduler._add_noise`` (``lr + lr * noise``) with ``noise_range_t``, in
     optimizer steps counted from the first step of training (the warmup included), as timm
-    counts updates with ``t_in_epochs=False``.
+    counts updates with ``t_in_epochs=False``: step ``t``'s rate is what timm's
+    ``step_update(num_updates=t)`` writes. (timm's constructor writes update 0's rate without
+    noise and its training loop first calls ``step_update(1)``; a range that starts at 0 makes
+    step 0 noisy here, as ``step_update(0)`` does there.)
 
     >>> from lightning_lrsched.schedules.base import rates_at
     >>> from lightning_lrsched.schedules.decay import Constant
