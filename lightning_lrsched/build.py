@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .registry import resolve, to_mapping
 from .schedules.base import RateSource
 from .schedules.compose import TakeOver, Warmup
+from .schedules.noise import Noise
 from .spec import Context
 
 DEFAULT_REWARM = 100  # steps of a rewarm for a strategy without warmup in an unbounded run
@@ -86,7 +87,8 @@ def build_scheduler(
             return plan(rest, tuple(anchor_lrs), without_warmup), list(anchor_lrs)
         ramp = 0
         if mode == "rewarm":
-            warmup = schedule.steps if isinstance(schedule, Warmup) else 0
+            core = schedule.inner if isinstance(schedule, Noise) else schedule
+            warmup = core.steps if isinstance(core, Warmup) else 0
             ramp = warmup or (max(1, rest // 20) if rest is not None else DEFAULT_REWARM)
             ramp = ramp if rest is None else min(ramp, rest)
         take_over = TakeOver(inner=schedule, offset=offset, ramp=ramp, anchor_lrs=tuple(anchor_lrs))

@@ -4,12 +4,20 @@ Every duration is resolved to a whole number of optimizer steps once, when the s
 built. Fractions round up (as Hugging Face's ``warmup_ratio`` does), computed in exact rational
 arithmetic so that ``"7%"`` of 100 steps is 7, not 8 because of ``0.07 * 100 = 7.000000000000001``.
 
+``scale`` (a schedule's ``scale_schedule_ratio``, as in Composer) multiplies a duration given in
+steps or epochs (epochs turned into steps first), truncated to a whole step as Composer's
+``int(value * ratio)`` does, but on the exact decimal product (``0.29 * 100`` is 29 steps, where
+floats give 28). A percentage is a share of the run, whose length is the trainer's: not scaled.
+
 >>> resolve_duration("5%", "warmup", total_steps=1000)
 50
 >>> resolve_duration("2ep", "T_0", steps_per_epoch=30)
 60
 >>> resolve_duration(12, "step_size")
 12
+>>> resolve_duration("2ep", "T_0", steps_per_epoch=30, scale=0.25), resolve_duration(
+...     "5%", "warmup", total_steps=1000, scale=0.25)
+(15, 50)
 """
 
 from __future__ import annotations
@@ -41,8 +49,10 @@ def resolve_duration(
     total_steps: int | None = None,
     steps_per_epoch: int | None = None,
     allow_zero: bool = False,
+    scale: float = 1.0,
 ) -> int:
-    """Resolve one duration to optimizer steps, or raise :class:`ConfigError` naming ``key``."""
+    """Resolve one duration to optimizer steps, or raise :class:`ConfigError` naming ``key``;
+    a duration in steps or epochs is multiplied by ``scale`` (see the module's doc)."""
     if isinstance(value, bool):
         raise ConfigError(key, value, ALLOWED)
     if isinstance(value, float) and value.is_integer():
@@ -70,9 +80,26 @@ def resolve_duration(
                     key, value, "a percentage needs total_steps; pass total_steps= or use steps"
                 )
             steps = math.ceil(amount * total_steps / 100)
+            scale = 1.0  # a share of the run follows the run's length
     else:
         raise ConfigError(key, value, ALLOWED)
+    bound = ">= 0" if allow_zero else "> 0"
     if steps < 0 or (steps == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(key, value, f"must be {bound} steps")
+    if scale != 1.0:
+        steps = scaled_steps(steps, scale)
+        if steps == 0 and not allow_zero:
+            raise ConfigError(
+                key, value, f"is 0 steps scaled by scale_schedule_ratio={scale:g}; must be {bound}"
+            )
     return steps
+
+
+def scaled_steps(steps: int, ratio: float) -> int:
+    """``steps * ratio`` truncated to a whole step (Composer's ``int(value * ssr)``), computed
+    on the ratio as written in decimal so that float artefacts cannot drop a step.
+
+    >>> scaled_steps(100, 0.29), int(100 * 0.29)
+    (29, 28)
+    """
+    return math.floor(Fraction(repr(float(ratio))) * steps)

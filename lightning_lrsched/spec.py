@@ -137,7 +137,31 @@ COMMON_PARAMS: dict[str, Param] = {
     "warmup_type": Param(
         "choice", "shape of the warmup", "linear", choices=("linear", "cosine", "1-sqrt")
     ),
+    # timm's deterministic noise on the rate (schedules/noise.py), from step noise_range on
+    "noise_range": Param(
+        "duration",
+        "noise on the rate from this step on, or in [start, end) (a list of two durations)",
+        None,
+        allow_zero=True,
+    ),
+    "noise_pct": Param("number", "noise bound: |noise| < noise_pct", 0.67, gt=0.0, le=1.0),
+    "noise_std": Param("number", "standard deviation of normal noise", 1.0, gt=0.0),
+    "noise_seed": Param("integer", "the noise of step t is drawn with seed noise_seed + t", 42),
+    "noise_type": Param("choice", "noise distribution", "normal", choices=("normal", "uniform")),
+    # Composer's scale schedule: every duration given in steps or epochs, times this ratio
+    "scale_schedule_ratio": Param(
+        "number", "multiplies every duration given in steps or epochs", 1.0, gt=0.0
+    ),
 }
+# common keys that apply to the whole schedule: only at the top level, not inside a phase
+TOP_LEVEL_PARAMS = (
+    "noise_range",
+    "noise_pct",
+    "noise_std",
+    "noise_seed",
+    "noise_type",
+    "scale_schedule_ratio",
+)
 COMMON_KEYS = ("name", *COMMON_PARAMS)
 
 
@@ -147,6 +171,7 @@ class Context:
 
     ``rest`` is the number of steps this schedule runs for: the total minus the warmup at the
     top level, a phase's duration inside ``sequence``. ``None`` when training has no horizon.
+    ``scale`` multiplies every duration given in steps or epochs (``scale_schedule_ratio``).
     """
 
     total_steps: int | None
@@ -156,6 +181,7 @@ class Context:
     momentum_kind: str | None = None  # "momentum", "betas" or None for the optimizer scheduled
     warmup_steps: int = 0
     optimizer: Any = None  # the optimizer being scheduled (the torch pass-through copies it)
+    scale: float = 1.0  # scale_schedule_ratio: multiplies durations given in steps or epochs
 
     def with_rest(self, rest: int | None, warmup_steps: int = 0) -> Context:
         return replace(self, rest=rest, warmup_steps=warmup_steps)
@@ -252,6 +278,7 @@ def _check(spec: Param, key: str, value: Any, ctx: Context) -> Any:
             total_steps=ctx.total_steps,
             steps_per_epoch=ctx.steps_per_epoch,
             allow_zero=spec.allow_zero,
+            scale=ctx.scale,
         )
     if kind == "durations":
         if isinstance(value, str | bytes) or not isinstance(value, Sequence) or not value:
@@ -262,11 +289,14 @@ def _check(spec: Param, key: str, value: Any, ctx: Context) -> Any:
                 f"{key}[{i}]",
                 total_steps=ctx.total_steps,
                 steps_per_epoch=ctx.steps_per_epoch,
+                scale=ctx.scale,
             )
             for i, item in enumerate(value)
         )
         if any(b <= a for a, b in itertools.pairwise(steps)):
-            raise ConfigError(key, list(value), "must be strictly increasing")
+            scaled = f" (scaled by scale_schedule_ratio={ctx.scale:g}: {list(steps)})"
+            hint = scaled if ctx.scale != 1.0 else ""
+            raise ConfigError(key, list(value), f"must be strictly increasing{hint}")
         return steps
     if kind == "number":
         return check_number(key, value, gt=spec.gt, ge=spec.ge, lt=spec.lt, le=spec.le)

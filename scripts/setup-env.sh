@@ -22,10 +22,16 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 # uv writes no .pyc files at install (pip does): the first import of each module writes them,
 # unless PYTHONDONTWRITEBYTECODE is set; scripts/test.sh unsets it for that reason.
+# timm is the tests' reference for cosine restarts and rate noise. It is installed without its
+# dependencies (its package requires torchvision, which must never be installed); the tests
+# load only its two scheduler files, which need torch and numpy (tests/timm_reference.py).
+REFERENCE_ONLY=(-c constraints.txt --no-deps timm)
 if [ -x .venv/bin/uv ] &&
-  .venv/bin/uv pip install -q --python .venv/bin/python "${WHEELS[@]}" "${EDITABLE[@]}"; then
+  .venv/bin/uv pip install -q --python .venv/bin/python "${WHEELS[@]}" "${EDITABLE[@]}" &&
+  .venv/bin/uv pip install -q --python .venv/bin/python "${WHEELS[@]}" "${REFERENCE_ONLY[@]}"; then
   exit 0
 fi
 echo "setup-env: uv unavailable or failed; installing with pip" >&2
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "${EDITABLE[@]}"
+.venv/bin/python -m pip install -q "${REFERENCE_ONLY[@]}"

@@ -55,7 +55,11 @@ def test_list_names_every_strategy(tmp_path: Path) -> None:
         assert strategy.reference in line, name
         for parameter in strategy.params():
             assert parameter in line, (name, parameter)
-    for common in ("warmup", "warmup_start_factor", "warmup_type", "2ep", "5%"):
+    for common in (
+        *("warmup", "warmup_start_factor", "warmup_type", "2ep", "5%"),
+        *("noise_range", "noise_pct", "noise_std", "noise_seed", "noise_type"),
+        "scale_schedule_ratio",
+    ):
         assert common in result.stdout
 
 
@@ -135,8 +139,19 @@ def test_overrides_may_follow_options(tmp_path: Path) -> None:
 def test_list_one_strategy_documents_each_parameter(capsys: pytest.CaptureFixture) -> None:
     assert main(["list", "cyclic"]) == 0
     out = capsys.readouterr().out
-    assert "step_size_up         duration, default 2000: steps from bottom to top" in out
-    assert "max_lr               per_group, required" in out
+    assert "step_size_up          duration, default 2000: steps from bottom to top" in out
+    assert "max_lr                per_group, required" in out
+    assert main(["list", "cosine_restarts"]) == 0
+    out = capsys.readouterr().out
+    for line in (
+        "cycle_decay           number, default 1.0: each restart's peak",
+        "cycle_limit           integer, default 0: eta_min after this many cycles (0: no limit)",
+        "k_decay               number, default 1.0: timm's k-decay",
+        "noise_range           duration, default null: noise on the rate from this step on",
+        "noise_type            normal|uniform, default normal",
+        "scale_schedule_ratio  number, default 1.0: multiplies every duration",
+    ):
+        assert line in out, line
     assert main(["list", "cosin"]) == 2
     assert "unknown strategy" in capsys.readouterr().err
 

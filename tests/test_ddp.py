@@ -149,6 +149,24 @@ COSINE = {
     "offsets": ZERO,
 }
 
+# timm's noise on the rate ("25%" of 32 steps: from step 8): the same draws on both ranks.
+NOISY = {
+    "name": "noisy_callback",
+    "via": "callback",
+    "scheduler": {
+        "name": "cosine_restarts",
+        "T_0": "2ep",
+        "cycle_decay": 0.5,
+        "warmup": 4,
+        "noise_range": "25%",
+        "noise_type": "uniform",
+        "noise_pct": 0.3,
+    },
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+}
+
 # Tracked as a user would (MLflowTracker + RunTracking + LRLogger); the store is set by ddp_run.
 TRACKED = {
     "name": "tracked_helper",
@@ -193,6 +211,7 @@ CASES = {
         PLATEAU_RESTART,
         ONECYCLE,
         COSINE,
+        NOISY,
         TRACKED,
         AUTO,
         DIVERGING,
@@ -477,6 +496,29 @@ def test_cosine_percent_and_epoch_durations_resolve_per_rank(ddp_run):
     expected = [[base * factor(k) for base in BASE_LRS] for k in range(TOTAL)]
     for result in results:
         assert_rates(result["rates"], expected)
+
+
+def test_noise_is_the_planned_noise_on_every_rank(ddp_run):
+    """Both ranks step the noisy plan that one process builds alone for the per-rank horizon."""
+    from optimizers import make_optimizer
+
+    from lightning_lrsched import build_scheduler
+
+    optimizer = make_optimizer(BASE_LRS)
+    plan = build_scheduler(
+        optimizer, NOISY["scheduler"], total_steps=TOTAL, steps_per_epoch=STEPS_PER_EPOCH
+    )
+    expected = []
+    for _ in range(TOTAL):
+        expected.append(plan.get_last_lr())
+        optimizer.step()
+        plan.step()
+    for result in ddp_run[1]["noisy_callback"]:
+        assert result["description"]["noise"]["range"] == [8, None]
+        assert_rates(result["rates"], expected)
+    clean = {k: v for k, v in NOISY["scheduler"].items() if not k.startswith("noise")}
+    unnoised = build_scheduler(make_optimizer(BASE_LRS), clean, steps_per_epoch=STEPS_PER_EPOCH)
+    assert expected[9] != unnoised.planned_rates(10)[9]
 
 
 def test_lr_logger_logs_each_step_once_from_rank_zero(ddp_run):

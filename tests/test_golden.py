@@ -278,6 +278,49 @@ TABLE = [
             (31, 0.024471741852423214),
         ],
     ),
+    # timm's options: peak 0.5 ** i in cycle i, K(t, T) = (1 + cos(pi * t**2 / T**2)) / 2
+    # (k_decay 2); cycles of 4; from cycle 2 on (cycle_limit) eta_min = 0
+    Row(
+        "restarts_decay_limit_k",
+        {"name": "cosine_restarts", "T_0": 4, "cycle_decay": 0.5, "cycle_limit": 2, "k_decay": 2},
+        30,
+        None,
+        1.0,
+        [
+            (0, 1.0),
+            (1, 0.9903926402016152),
+            (3, 0.40245483899193585),
+            (4, 0.5),
+            (6, 0.42677669529663687),
+            (7, 0.20122741949596792),
+            (8, 0.0),
+            (20, 0.0),
+        ],
+    ),
+    # 2 cycles over 20 (num_cycles), i = floor(t / 10), x = frac(t / 10):
+    # lr = 0.01 + (0.1 * 0.5 ** i - 0.01) * (1 + cos(pi * x ** 2)) / 2; 0.01 from t = 20 on
+    Row(
+        "restarts_num_cycles_decay_k",
+        {
+            "name": "cosine_restarts",
+            "num_cycles": 2,
+            "cycle_decay": 0.5,
+            "k_decay": 2,
+            "eta_min": 0.01,
+        },
+        20,
+        None,
+        0.1,
+        [
+            (0, 0.1),
+            (5, 0.08681980515339464),
+            (9, 0.01778137415764472),
+            (10, 0.05),
+            (15, 0.04414213562373095),
+            (19, 0.013458388514508764),
+            (20, 0.01),
+        ],
+    ),
     # -- cyclic --------------------------------------------------------------------------------
     # S = 4 + 6 = 10, r = 0.4, x = frac(t / 10), h = x / r up, (x - 1) / (r - 1) down;
     # lr = 0.01 + 0.09 h, momentum = 0.9 - 0.1 h (defaults base 0.8, max 0.9)

@@ -154,6 +154,11 @@ def run_list(args: argparse.Namespace) -> int:
         "a choice's first option is its default."
     )
     print(
+        "And timm's noise on the rate (noise_range, a duration or [start, end); noise_pct, "
+        "noise_std, noise_seed, noise_type) and Composer's scale_schedule_ratio (multiplies "
+        "every duration given in steps or epochs)."
+    )
+    print(
         "Durations (warmup, step_size, milestones, T_max, ...): optimizer steps (500), "
         'epochs ("2ep", needs --steps-per-epoch) or a percentage of all steps ("5%").'
     )

@@ -66,6 +66,12 @@ class SchedulerConfig:
     warmup: Any = COMMON_PARAMS["warmup"].default
     warmup_start_factor: Optional[float] = None  # noqa: UP045  (None: the strategy's default)
     warmup_type: str = COMMON_PARAMS["warmup_type"].default
+    noise_range: Any = None  # a duration, or [start, end)
+    noise_pct: float = COMMON_PARAMS["noise_pct"].default
+    noise_std: float = COMMON_PARAMS["noise_std"].default
+    noise_seed: int = COMMON_PARAMS["noise_seed"].default
+    noise_type: str = COMMON_PARAMS["noise_type"].default
+    scale_schedule_ratio: float = COMMON_PARAMS["scale_schedule_ratio"].default
 
 
 def scheduler_schema(strategy: type) -> type:

@@ -171,6 +171,7 @@ class Sequence(Schedule):
                     f"{path}.duration",
                     total_steps=read.ctx.total_steps,
                     steps_per_epoch=read.ctx.steps_per_epoch,
+                    scale=read.ctx.scale,
                 )
             if length is not None and length <= 0:
                 raise ConfigError(f"{path}.duration", duration, "leaves no steps for this phase")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,9 +19,20 @@ def _toward_floor(base_lrs: tuple[float, ...], floor: float) -> list[tuple[float
     return [(floor, base - floor) for base in base_lrs]
 
 
-def _half_cosine(t: float, length: float) -> float:
-    """``(1 + cos(pi * t / length)) / 2``: 1 at ``t = 0``, 0 at ``t = length``."""
-    return (1.0 + math.cos(math.pi * t / length)) / 2.0
+def _half_cosine(t: float, length: float, k: float = 1.0) -> float:
+    """``(1 + cos(pi * t**k / length**k)) / 2``: 1 at ``t = 0``, 0 at ``t = length``.
+
+    ``k`` is timm's ``k_decay`` (evaluated in timm's order); ``k = 1`` is the plain cosine.
+    """
+    if k == 1.0:
+        return (1.0 + math.cos(math.pi * t / length)) / 2.0
+    return (1.0 + math.cos(math.pi * t**k / length**k)) / 2.0
+
+
+def _k_decay() -> float:
+    return param(
+        "number", "timm's k-decay: cos(pi * t**k / T**k); above 1 stays high longer", 1.0, gt=0.0
+    )
 
 
 @register
@@ -28,8 +40,9 @@ def _half_cosine(t: float, length: float) -> float:
 class Cosine(Schedule):
     """Half-cosine from the base rate to eta_min over T_max steps.
 
-    ``lr(t) = eta_min + (base - eta_min) * (1 + cos(pi * t / T_max)) / 2``; past ``T_max`` the
-    curve continues periodically, as torch's does. With ``warmup`` this is Hugging Face's
+    ``lr(t) = eta_min + (base - eta_min) * (1 + cos(pi * t**k / T_max**k)) / 2`` with
+    ``k = k_decay`` (timm's k-decay; 1: torch's curve); past ``T_max`` the formula goes on (for
+    ``k = 1`` periodically, as torch's does). With ``warmup`` this is Hugging Face's
     ``get_cosine_schedule_with_warmup``.
 
     >>> from lightning_lrsched.schedules.base import rates_at
@@ -41,13 +54,14 @@ class Cosine(Schedule):
     reference = "torch CosineAnnealingLR, HF get_cosine_schedule_with_warmup"
     T_max: int = param("duration", "length of the half-cosine", REST)
     eta_min: float = param("number", "the lowest rate", 0.0, ge=0.0)
+    k_decay: float = _k_decay()
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
         pairs = _toward_floor(base_lrs, self.eta_min)
-        t_max = self.T_max
+        t_max, k = self.T_max, self.k_decay
 
         def evaluate(step: int) -> tuple[list[float], None]:
-            share = _half_cosine(step, t_max)
+            share = _half_cosine(step, t_max, k)
             return [low + span * share for low, span in pairs], None
 
         return evaluate
@@ -60,17 +74,27 @@ class CosineRestarts(Schedule):
     over training (Hugging Face's hard restarts).
 
     Cycle ``i`` lasts ``T_i = T_0 * T_mult ** i`` steps; within it, with ``t_cur`` steps since
-    the restart: ``lr = eta_min + (base - eta_min) * (1 + cos(pi * t_cur / T_i)) / 2``.
-    The cycle is found with integer arithmetic, so it is exact at every restart.
+    the restart, ``peak = base * cycle_decay ** i`` and ``k = k_decay``:
+    ``lr = eta_min + (peak - eta_min) * (1 + cos(pi * t_cur**k / T_i**k)) / 2``, and
+    ``lr = eta_min`` from cycle ``cycle_limit`` on (0: never). The cycle is found with integer
+    arithmetic, so it is exact at every restart. ``cycle_decay``, ``cycle_limit`` and
+    ``k_decay`` are timm's (``CosineLRScheduler``; its ``cycle_mul`` is ``T_mult``), but
+    ``cycle_limit`` defaults to unlimited, as torch's restarts are. With ``num_cycles``,
+    cycle ``i`` is ``floor(num_cycles * t / T)`` and ``cycle_limit`` is refused.
 
     >>> s = CosineRestarts(T_0=4, T_mult=2)
     >>> [s.cycle(t) for t in (0, 3, 4, 11, 12)]
-    [(0, 4), (3, 4), (0, 8), (7, 8), (0, 16)]
+    [(0, 0, 4), (0, 3, 4), (1, 0, 8), (1, 7, 8), (2, 0, 16)]
+    >>> from lightning_lrsched.schedules.base import rates_at
+    >>> s = CosineRestarts(T_0=2, cycle_decay=0.5, cycle_limit=2)
+    >>> [rates_at(s, t)[0] for t in range(6)]
+    [1.0, 0.5, 0.5, 0.25, 0.0, 0.0]
     """
 
     name = "cosine_restarts"
     reference = (
-        "torch CosineAnnealingWarmRestarts; HF get_cosine_with_hard_restarts_schedule_with_warmup"
+        "torch CosineAnnealingWarmRestarts; HF get_cosine_with_hard_restarts_schedule_with_warmup; "
+        "timm CosineLRScheduler"
     )
     T_0: int = param("duration", "length of the first cycle", None, shown="unset")
     T_mult: int = param("integer", "growth of each cycle's length", 1, ge=1)
@@ -78,6 +102,9 @@ class CosineRestarts(Schedule):
     num_cycles: float = param(
         "number", "equal cycles over training (without T_0)", None, gt=0.0, shown="1 without T_0"
     )
+    cycle_decay: float = param("number", "each restart's peak is this times the last", 1.0, gt=0.0)
+    cycle_limit: int = param("integer", "eta_min after this many cycles (0: no limit)", 0)
+    k_decay: float = _k_decay()
 
     @classmethod
     def resolve(cls, read: Reader) -> RateSource:
@@ -88,12 +115,20 @@ class CosineRestarts(Schedule):
             return cls(**values)
         if values["T_mult"] != 1:
             raise read.error("T_mult", "needs T_0 (the first cycle's length)")
+        if values["cycle_limit"] != 0:
+            raise read.error("cycle_limit", "needs T_0 (num_cycles already counts the cycles)")
         if read.ctx.rest is None:
             raise HorizonError(
                 read.key("T_0"), None, "is required when the number of training steps is unknown"
             )
         cycles = 1.0 if values["num_cycles"] is None else values["num_cycles"]
-        return CosineCycles(length=read.ctx.rest, num_cycles=cycles, eta_min=values["eta_min"])
+        return CosineCycles(
+            length=read.ctx.rest,
+            num_cycles=cycles,
+            eta_min=values["eta_min"],
+            cycle_decay=values["cycle_decay"],
+            k_decay=values["k_decay"],
+        )
 
     @cached_property
     def _restarts(self) -> tuple[int, ...]:
@@ -101,29 +136,52 @@ class CosineRestarts(Schedule):
         m = self.T_mult
         return tuple(self.T_0 * (m**k - 1) // (m - 1) for k in range(64))
 
-    def cycle(self, step: int) -> tuple[int, int]:
-        """(steps since the last restart, length of the current cycle)."""
+    def cycle(self, step: int) -> tuple[int, int, int]:
+        """(index of the current cycle, steps since its restart, its length)."""
         if step < self.T_0 or self.T_mult == 1:
-            return step % self.T_0, self.T_0
+            return step // self.T_0, step % self.T_0, self.T_0
         n = bisect_right(self._restarts, step) - 1
-        return step - self._restarts[n], self.T_0 * self.T_mult**n
+        return n, step - self._restarts[n], self.T_0 * self.T_mult**n
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
-        pairs = _toward_floor(base_lrs, self.eta_min)
-        cycle = self.cycle
+        cycle, k, floor = self.cycle, self.k_decay, self.eta_min
+        peaks = _decaying_peaks(base_lrs, floor, self.cycle_decay)
+        limit = self.cycle_limit or math.inf
+        lowest = [floor] * len(base_lrs)
 
         def evaluate(step: int) -> tuple[list[float], None]:
-            share = _half_cosine(*cycle(step))
-            return [low + span * share for low, span in pairs], None
+            index, t_cur, length = cycle(step)
+            if index >= limit:
+                return list(lowest), None
+            share = _half_cosine(t_cur, length, k)
+            return [low + span * share for low, span in peaks(index)], None
 
         return evaluate
+
+
+def _decaying_peaks(
+    base_lrs: tuple[float, ...], floor: float, decay: float
+) -> Callable[[int], list[tuple[float, float]]]:
+    """Per cycle ``i``, per group ``(floor, base * decay**i - floor)`` (timm's ``cycle_decay``);
+    without decay the same pairs for every cycle, as before it existed."""
+    pairs = _toward_floor(base_lrs, floor)
+    if decay == 1.0:
+        return lambda _index: pairs
+
+    def peaks(index: int) -> list[tuple[float, float]]:
+        gamma = decay**index
+        return [(floor, base * gamma - floor) for base in base_lrs]
+
+    return peaks
 
 
 @dataclass(frozen=True, kw_only=True)
 class CosineCycles(Schedule):
     """``num_cycles`` equal cosine cycles over ``length`` steps, then ``eta_min`` (what
     ``cosine_restarts`` without ``T_0`` resolves to): with ``p = t / length``,
-    ``lr = eta_min + (base - eta_min) * (1 + cos(pi * ((num_cycles * p) mod 1))) / 2``.
+    ``x = (num_cycles * p) mod 1``, ``i = floor(num_cycles * p)`` and
+    ``peak = base * cycle_decay ** i``:
+    ``lr = eta_min + (peak - eta_min) * (1 + cos(pi * x ** k_decay)) / 2``.
 
     >>> from lightning_lrsched.schedules.base import rates_at
     >>> s = CosineCycles(length=8, num_cycles=2.0, eta_min=0.0)
@@ -135,15 +193,22 @@ class CosineCycles(Schedule):
     length: int
     num_cycles: float
     eta_min: float
+    cycle_decay: float = 1.0
+    k_decay: float = 1.0
 
     def bind(self, base_lrs: tuple[float, ...]) -> Evaluate:
-        pairs = _toward_floor(base_lrs, self.eta_min)
-        length, cycles = max(1, self.length), self.num_cycles
+        peaks = _decaying_peaks(base_lrs, self.eta_min, self.cycle_decay)
+        length, cycles, k = max(1, self.length), self.num_cycles, self.k_decay
+        decays = self.cycle_decay != 1.0
 
         def evaluate(step: int) -> tuple[list[float], None]:
             progress = step / length
-            share = 0.0 if progress >= 1.0 else max(0.0, _half_cosine((cycles * progress) % 1.0, 1))
-            return [low + span * share for low, span in pairs], None
+            if progress >= 1.0:
+                return [low for low, _ in peaks(0)], None
+            position = cycles * progress
+            share = max(0.0, _half_cosine(position % 1.0, 1, k))
+            index = int(position // 1.0) if decays else 0
+            return [low + span * share for low, span in peaks(index)], None
 
         return evaluate
 
