@@ -1,8 +1,10 @@
 """The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list),
 ``LRLogger`` (every optimizer step's rates to every logger), ``PlateauControl`` (feeds the
-plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself) and
+plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself),
+``GradientControl`` (adapts hypergradient schedules before each update; added by itself too) and
 ``Preemption`` (a clean, resumable stop on a cluster's preemption signal)."""
 
+from .lightning.gradient_control import GradientControl
 from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
@@ -10,6 +12,7 @@ from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 
 __all__ = [
+    "GradientControl",
     "LRLogger",
     "LRSchedule",
     "PlateauControl",

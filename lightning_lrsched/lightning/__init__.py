@@ -3,12 +3,14 @@
 - ``helper``: ``configure_optimizers`` (optimizer + schedule in Lightning's dict);
 - ``lr_schedule``: ``LRSchedule``, a schedule attached from the Trainer's callbacks;
 - ``plateau_control``: feeding plateau schedules their metric (``PlateauControl``);
+- ``gradient_control``: adapting hypergradient schedules to the gradients (``GradientControl``);
 - ``lr_logger``: ``LRLogger``;
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
 - ``trainer_info``: horizon, epoch length and global batch in optimizer steps.
 """
 
+from .gradient_control import GradientControl
 from .helper import configure_optimizers
 from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
@@ -18,6 +20,7 @@ from .scheduling import attached_schedules
 from .trainer_info import training_horizon
 
 __all__ = [
+    "GradientControl",
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
