@@ -141,6 +141,13 @@ STRATEGIES: dict[str, Strategy] = {
     "plateau+warmup/epoch-val": Strategy(
         {"name": "plateau", "warmup": 3, "patience": 0, "factor": 0.5}, stalls=True
     ),
+    # The rate adapts to every step's gradients; its state holds the rates and the last
+    # gradients (plain SGD keeps them itself; AdamW's direction is in the optimizer's state).
+    "hypergradient+warmup": Strategy(
+        {"name": "hypergradient", "hypergrad_lr": 1e-3, "warmup": 3},
+        {"name": "sgd", "lr": 0.05, "param_groups": [{"params": r"^net\.2\.", "lr": 0.02}]},
+    ),
+    "hypergradient/adamw": Strategy({"name": "hypergradient", "hypergrad_lr": 1e-4}, ADAMW),
 }
 
 
