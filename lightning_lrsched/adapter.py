@@ -21,7 +21,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .errors import ConfigError
-from .schedules.base import MetricDriven, RateSource, Stateful
+from .schedules.base import GradientDriven, MetricDriven, RateSource, Stateful
 from .schedules.compose import TakeOver, Warmup
 
 STATE_FORMAT = "lightning_lrsched.schedule/1"
@@ -114,6 +114,9 @@ class ScheduleLR(LRScheduler):
         for group, had in zip(groups, had_initial_lr, strict=True):
             if not had:
                 group.pop("initial_lr", None)
+        self._adapt_hook: Any = None
+        if self.gradient_driven is not None:  # plain torch: adapt after backward, before update
+            self._adapt_hook = optimizer.register_step_pre_hook(self._adapt_before_step)
 
     def _set_plan(self, schedule: RateSource, base_lrs: list[float]) -> None:
         self.base_lrs = base_lrs
@@ -170,8 +173,7 @@ class ScheduleLR(LRScheduler):
         controller = self.controller
         if controller is None:
             raise TypeError(f"a {self.description['kind']} schedule does not take metrics")
-        warmup_steps = self.schedule.steps if isinstance(self.schedule, Warmup) else 0
-        if self.last_epoch >= (warmup_steps if self.offset == 0 else 0):
+        if self._past_warmup():
             controller.update(float(metric), step=self.source_step())
             self._apply()
 
@@ -192,6 +194,48 @@ class ScheduleLR(LRScheduler):
             step = step - source.steps if isinstance(source, Warmup) else step + source.offset
             source = source.inner
         return step
+
+    def _past_warmup(self) -> bool:
+        """Whether the current step is past the warmup (a changed plan has none)."""
+        warmup_steps = self.schedule.steps if isinstance(self.schedule, Warmup) else 0
+        return self.last_epoch >= (warmup_steps if self.offset == 0 else 0)
+
+    # -- gradient-driven sources (hypergradient) ------------------------------------------
+    @property
+    def gradient_driven(self) -> GradientDriven | None:
+        """The gradient-driven source (hypergradient) behind the warmup, or None."""
+        return self.stateful if isinstance(self.stateful, GradientDriven) else None
+
+    def adapt(self) -> None:
+        """Let a gradient-driven source set this step's rates from the gradients now in the
+        optimizer, and write them; call it after the backward and before the update. In plain
+        torch an optimizer step pre-hook calls it; in Lightning ``GradientControl`` does, from
+        ``on_before_optimizer_step`` (see :meth:`adapt_from_caller`)."""
+        source = self.gradient_driven
+        if source is not None:
+            source.adapt(self.optimizer, active=self._past_warmup())
+            self._apply()
+
+    def adapt_from_caller(self) -> None:
+        """Remove the optimizer pre-hook: the caller calls :meth:`adapt` itself (Lightning
+        steps optimizers with a closure that runs the backward inside ``step()``, after the
+        pre-hooks)."""
+        if self._adapt_hook is not None:
+            self._adapt_hook.remove()
+            self._adapt_hook = None
+
+    def _adapt_before_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        # torch passes the step's positional arguments with the optimizer first: a closure is
+        # the one callable among them
+        closure = kwargs.get("closure") or next((a for a in args if callable(a)), None)
+        if closure is not None:
+            raise RuntimeError(
+                f"scheduler {self.description['kind']!r} sets the rate from the gradients of the "
+                "step before its update, but optimizer.step(closure) computes them inside the "
+                "step: call loss.backward() and then optimizer.step() without a closure (in "
+                "Lightning: lightning_lrsched.configure_optimizers or the LRSchedule callback)"
+            )
+        self.adapt()
 
     def planned_rates(self, steps: int) -> list[list[float]] | None:
         """The rates of steps ``0..steps-1`` as planned now (None when they depend on metrics or

@@ -1,9 +1,11 @@
 """The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list),
 ``LRLogger`` (every optimizer step's rates to every logger), ``LRFinder`` (the learning-rate
-range test), ``PlateauControl`` (feeds the
-plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself) and
-``Preemption`` (a clean, resumable stop on a cluster's preemption signal)."""
+range test), ``PlateauControl`` (feeds the plateau schedules that ``configure_optimizers``
+returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradient schedules
+before each update; added by itself too) and ``Preemption`` (a clean, resumable stop on a
+cluster's preemption signal)."""
 
+from .lightning.gradient_control import GradientControl
 from .lightning.lr_finder import LRFinder
 from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
@@ -12,6 +14,7 @@ from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 
 __all__ = [
+    "GradientControl",
     "LRFinder",
     "LRLogger",
     "LRSchedule",

@@ -156,6 +156,13 @@ STRATEGIES: dict[str, Strategy] = {
         stalls=True,
         trainer_options={"val_check_interval": 4},
     ),
+    # The rate adapts to every step's gradients; its state holds the rates and the last
+    # gradients (plain SGD keeps them itself; AdamW's direction is in the optimizer's state).
+    "hypergradient+warmup": Strategy(
+        {"name": "hypergradient", "hypergrad_lr": 1e-3, "warmup": 3},
+        {"name": "sgd", "lr": 0.05, "param_groups": [{"params": r"^net\.2\.", "lr": 0.02}]},
+    ),
+    "hypergradient/adamw": Strategy({"name": "hypergradient", "hypergrad_lr": 1e-4}, ADAMW),
 }
 
 

@@ -167,6 +167,17 @@ NOISY = {
     "offsets": ZERO,
 }
 
+# Hypergradient via the helper: the rate follows each step's all-reduced gradients.
+
+HYPERGRADIENT = {
+    "name": "hypergradient_helper",
+    "via": "helper",
+    "scheduler": {"name": "hypergradient", "hypergrad_lr": 1e-4, "warmup": 2, "max_lr": 0.1},
+    "optimizer": OPTIMIZER,
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+}
+
 # Tracked as a user would (MLflowTracker + RunTracking + LRLogger); the store is set by ddp_run.
 TRACKED = {
     "name": "tracked_helper",
@@ -212,6 +223,7 @@ CASES = {
         ONECYCLE,
         COSINE,
         NOISY,
+        HYPERGRADIENT,
         TRACKED,
         AUTO,
         DIVERGING,
@@ -563,3 +575,16 @@ def test_tracked_run_is_one_mlflow_run_every_rank_knows_every_step_once(ddp_run)
     assert [head[step] for step in range(TOTAL)] == [lrs[0] for _, lrs, _ in rank0["rates"]]
     artifacts = {a.path for a in client.list_artifacts(run_id, "schedule")}
     assert artifacts == {"schedule/planned.png", "schedule/realised.png"}
+
+
+def test_hypergradient_rates_move_the_same_on_every_rank(ddp_run):
+    """The gradients are all-reduced before the hook: both ranks compute the same rates (checked
+    exactly by test_ranks_step_identical_rates), and they do adapt after the warmup."""
+    rank0, rank1 = ddp_run[1]["hypergradient_helper"]
+    assert rank0["description"]["kind"] == "warmup"
+    assert rank0["description"]["inner"]["variant"] == "sgd"
+    after_warmup = [tuple(lrs) for _, lrs, _ in rank0["rates"][2:]]
+    assert after_warmup[0] != tuple(BASE_LRS) or after_warmup[1] != tuple(BASE_LRS)
+    assert len(set(after_warmup)) > TOTAL // 2
+    assert all(0.0 <= lr <= 0.1 for lrs in after_warmup for lr in lrs)  # bounded, finite
+    assert rank0["rates"] == rank1["rates"]

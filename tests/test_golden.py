@@ -846,6 +846,18 @@ TABLE = [
             (17, 5.0),
         ),
     ),
+    # -- hypergradient -------------------------------------------------------------------------
+    # warmup 2 (linear from 0): b * t / 2, then b; this harness's parameter gets no gradient, so
+    # there is no hypergradient and the rate holds at b (tests/test_hypergradient.py has the
+    # trajectories with gradients, against the paper's equations)
+    Row(
+        "hypergradient_warmup",
+        {"name": "hypergradient", "hypergrad_lr": 0.1, "warmup": 2},
+        10,
+        None,
+        0.2,
+        [(0, 0.0), (1, 0.1), (2, 0.2), (9, 0.2)],
+    ),
     # -- torch pass-through --------------------------------------------------------------------
     # torch StepLR with step_size "1ep" x 3 steps/epoch = 3, gamma 0.5: 0.2 * 0.5 ** (t // 3)
     Row(

@@ -85,6 +85,24 @@ LIGHTNING_SKIPS_VALIDATION = pytest.mark.xfail(
     ),
 )
 
+HYPERGRADIENTS = [name for name in STRATEGIES if name.startswith("hypergradient")]
+LIGHTNING_RESTARTS_THE_EPOCHS_DATA = pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "Lightning limitation, not the schedule's: resumed inside an epoch, a plain DataLoader "
+        "starts that epoch again from its first batch, so the steps after the resume see other "
+        "gradients, and a gradient-driven rate differs (exact at epoch ends; a stateful "
+        "loader, e.g. torchdata's StatefulDataLoader, resumes the batches too)"
+    ),
+)
+
+
+def known_limitation(strategy: str, where: str) -> bool:
+    return (where == "epoch-end/step-ckpt" and strategy in PLATEAUS) or (
+        where in ("mid-epoch", "sigkill") and strategy in HYPERGRADIENTS
+    )
+
+
 RESULTS: dict[tuple[str, str, str], str] = {}  # (strategy, via, where) -> outcome
 
 
@@ -204,6 +222,8 @@ def matrix():
                 marks = []
                 if where == "epoch-end/step-ckpt" and strategy in PLATEAUS:
                     marks = [LIGHTNING_SKIPS_VALIDATION]
+                if known_limitation(strategy, where) and strategy in HYPERGRADIENTS:
+                    marks = [LIGHTNING_RESTARTS_THE_EPOCHS_DATA]
                 yield pytest.param(
                     strategy, via, where, marks=marks, id=f"{where}-{strategy}-{via}"
                 )
@@ -226,7 +246,7 @@ def test_resume_after_exception_is_exact(strategy, via, where, reference, tmp_pa
 
     resumed, interrupted = fit(strategy, via, tmp_path / "resumed", ckpt_path=last)
     assert not interrupted
-    known = where == "epoch-end/step-ckpt" and strategy in PLATEAUS
+    known = known_limitation(strategy, where)
     check_resumed((strategy, via, where), resumed, expected, start, known_limitation=known)
 
 
@@ -244,6 +264,15 @@ def test_plateau_reduces_soon_after_each_resume_point(strategy, reference):
         reductions = [s for s in range(1, TOTAL_STEPS) if rates[s] < rates[s - 1]]
     for start in [*(start for _, _, start in WHERE.values()), KILL_AT]:
         assert any(start < s <= start + STEPS_PER_EPOCH for s in reductions), (start, reductions)
+
+
+@pytest.mark.parametrize("strategy", ["hypergradient+warmup", "hypergradient/adamw"])
+def test_hypergradient_moves_after_each_resume_point(strategy, reference):
+    """Guard against a vacuous hypergradient matrix: the rates keep changing after every
+    resume point (they depend on the restored gradients, rates and optimizer state)."""
+    rates = {step: lrs for step, (lrs, _) in reference(strategy, "helper").items()}
+    for start in [*(start for _, _, start in WHERE.values()), KILL_AT]:
+        assert rates[start] != rates[start + 1] != rates[start + 2], (start, rates[start])
 
 
 # -- SIGKILLed training process, resumed in a fresh interpreter --------------------------------
@@ -273,7 +302,9 @@ def killed_runs(tmp_path_factory):
 @pytest.mark.xdist_group("sigkill")  # one worker: the two interpreter starts happen once
 @pytest.mark.parametrize("via", VIAS)
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_resume_after_sigkill_is_exact(strategy, via, killed_runs, reference):
+def test_resume_after_sigkill_is_exact(strategy, via, killed_runs, reference, request):
+    if known_limitation(strategy, "sigkill"):
+        request.applymarker(LIGHTNING_RESTARTS_THE_EPOCHS_DATA)
     case = case_name(strategy, via)
     root = case_dir(killed_runs, case)
     status = json.loads((killed_runs / "train_status.json").read_text())[case]
@@ -290,7 +321,13 @@ def test_resume_after_sigkill_is_exact(strategy, via, killed_runs, reference):
         RESULTS[(strategy, via, "sigkill")] = "ERROR on resume"
         pytest.fail(f"resuming {case} failed:\n{after['error']}")
     assert after["checkpoint_step"] == KILL_AT
-    check_resumed((strategy, via, "sigkill"), read_rates(root / "after.json"), expected, KILL_AT)
+    check_resumed(
+        (strategy, via, "sigkill"),
+        read_rates(root / "after.json"),
+        expected,
+        KILL_AT,
+        known_limitation=known_limitation(strategy, "sigkill"),
+    )
 
 
 # -- a changed plan on resume ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 - ``helper``: ``configure_optimizers`` (optimizer + schedule in Lightning's dict);
 - ``lr_schedule``: ``LRSchedule``, a schedule attached from the Trainer's callbacks;
 - ``plateau_control``: feeding plateau schedules their metric (``PlateauControl``);
+- ``gradient_control``: adapting hypergradient schedules to the gradients (``GradientControl``);
 - ``lr_logger``: ``LRLogger``;
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
@@ -10,6 +11,7 @@
 - ``trainer_info``: horizon, epoch length and global batch in optimizer steps.
 """
 
+from .gradient_control import GradientControl
 from .helper import configure_optimizers
 from .lr_finder import LRFinder, find_lr
 from .lr_logger import LRLogger
@@ -20,6 +22,7 @@ from .scheduling import attached_schedules
 from .trainer_info import training_horizon
 
 __all__ = [
+    "GradientControl",
     "LRFinder",
     "LRLogger",
     "LRSchedule",

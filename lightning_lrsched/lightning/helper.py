@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from ..errors import ConfigError
+from .gradient_control import ensure_gradient_control
 from .lr_finder import resolve_auto_rates
 from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
@@ -38,7 +39,8 @@ def configure_optimizers(
     optimizer steps, so ``"5%"``, ``"2ep"`` and onecycle's horizon hold under gradient
     accumulation, ``max_steps``, ``max_epochs``, ``limit_train_batches`` and DDP. The schedule
     is stepped after every optimizer step (``interval="step"``); a plateau schedule also gets
-    its monitored metric, reduced across ranks, at the end of each validation.
+    its monitored metric, reduced across ranks, at the end of each validation; a hypergradient
+    schedule adapts to each step's gradients before the update (``GradientControl``).
     ``scale_lr`` (``none``, ``linear``, ``sqrt``) multiplies the base rates by the global batch
     (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
@@ -89,6 +91,8 @@ def configure_optimizers(
         lr_scheduler["monitor"] = schedule.monitor
         lr_scheduler["reduce_on_plateau"] = False
         ensure_plateau_control(trainer)
+    if schedule.gradient_driven is not None:  # hypergradient: adapted before each update
+        ensure_gradient_control(trainer, schedule)
     ensure_rank_guard(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}
 

@@ -11,6 +11,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..adapter import ScheduleLR, check_plan_change
 from ..errors import ConfigError
+from .gradient_control import ensure_gradient_control
 from .plateau_control import feed, feeds_now
 from .rank_guard import ensure_rank_guard
 from .scheduling import schedule_for_trainer
@@ -29,8 +30,9 @@ class LRSchedule(Callback):
     schedule counts that optimizer's own steps. Its state is this callback's state in
     checkpoints (``Callback.state_dict``), restored before the first step of a resumed fit. A
     plateau schedule gets its metric, averaged across ranks, at the end of each validation of
-    ``fit`` (before the checkpoint callbacks run). ``max_lr="auto"`` (onecycle, cyclic) runs the
-    range test first (``lr_finder``: its settings). Options as in
+    ``fit`` (before the checkpoint callbacks run); a hypergradient schedule adapts to each step's
+    gradients before the update (``GradientControl``). ``max_lr="auto"`` (onecycle, cyclic) runs
+    the range test first (``lr_finder``: its settings). Options as in
     :func:`lightning_lrsched.configure_optimizers`.
     """
 
@@ -93,6 +95,8 @@ class LRSchedule(Callback):
             self.scheduler.load_state_dict(self._saved_state)
             self._saved_state = None
         scheduler = self.scheduler
+        if scheduler.gradient_driven is not None:  # hypergradient: adapted before each update
+            ensure_gradient_control(trainer, scheduler)
         ensure_rank_guard(trainer)
         # Advance after every real step of this optimizer (accumulating batches take none).
         self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())

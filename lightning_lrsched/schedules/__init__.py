@@ -4,11 +4,21 @@ their composition (warmup, sequence, chain), reduce-on-plateau and the torch pas
 Importing this package registers the strategies, in the order ``lrsched list`` shows them.
 """
 
-# registration order = listing order: decays, cosines, cycles, metric-driven, composition, torch
-from . import decay, cosine, cyclic, plateau, compose, passthrough  # noqa: I001
-from .base import MetricDriven, RateSource, ScaledSchedule, Schedule, Stateful, Strategy
+# registration order = listing order: decays, cosines, cycles, metric- and gradient-driven,
+# composition, torch
+from . import decay, cosine, cyclic, plateau, hypergradient, compose, passthrough  # noqa: I001
+from .base import (
+    GradientDriven,
+    MetricDriven,
+    RateSource,
+    ScaledSchedule,
+    Schedule,
+    Stateful,
+    Strategy,
+)
 
 __all__ = [
+    "GradientDriven",
     "MetricDriven",
     "RateSource",
     "ScaledSchedule",
@@ -19,6 +29,7 @@ __all__ = [
     "cosine",
     "cyclic",
     "decay",
+    "hypergradient",
     "passthrough",
     "plateau",
 ]

@@ -2,11 +2,13 @@
 
 Everything the torch adapter drives is a :class:`RateSource`: ``bind(base_lrs)`` returns the
 one evaluator of the source, ``step -> (rate per group, momentum per group or None)``, with the
-per-group constants computed once. Three kinds, told apart by type, never by attribute probing:
+per-group constants computed once. Four kinds, told apart by type, never by attribute probing:
 
 - :class:`Schedule` — stateless, a closed-form function of the step (almost every strategy);
 - :class:`Stateful` — carries state that must be checkpointed (the torch pass-through);
-- :class:`MetricDriven` — stateful and fed a monitored metric (reduce-on-plateau).
+- :class:`MetricDriven` — stateful and fed a monitored metric (reduce-on-plateau);
+- :class:`GradientDriven` — stateful and asked to adapt to each step's gradients before the
+  update (hypergradient descent).
 
 A strategy is a frozen, keyword-only dataclass deriving from :class:`Strategy` and one of these,
 whose fields are declared with :func:`lightning_lrsched.spec.param`.
@@ -56,6 +58,17 @@ class MetricDriven(Stateful, Protocol):
     def update(self, value: float, step: int | None = None) -> bool:
         """Record ``value``, seen at ``step`` (the source's own step count); True: rates changed."""
         ...
+
+
+@runtime_checkable
+class GradientDriven(Stateful, Protocol):
+    """A stateful source that sets the rates from each step's gradients (hypergradient).
+
+    ``adapt(optimizer, active)`` runs once per optimizer step, after the backward and before
+    the update; ``active`` is False during a warmup (the source then only watches).
+    """
+
+    def adapt(self, optimizer: Any, active: bool) -> None: ...
 
 
 class Strategy:
