@@ -1,6 +1,7 @@
 """The callbacks: ``LRSchedule`` (attach a schedule from the Trainer's callback list),
 ``LRLogger`` (every optimizer step's rates to every logger), ``PlateauControl`` (feeds the
-plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself) and
+plateau schedules that ``configure_optimizers`` returned; the helper adds it by itself),
+``ScheduleFreeModes`` (train/eval modes of schedule-free optimizers; added by itself too) and
 ``Preemption`` (a clean, resumable stop on a cluster's preemption signal)."""
 
 from .lightning.lr_logger import LRLogger
@@ -8,6 +9,7 @@ from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
+from .lightning.schedule_free import ScheduleFreeModes
 
 __all__ = [
     "LRLogger",
@@ -17,4 +19,5 @@ __all__ = [
     "Preemption",
     "RankDivergenceError",
     "RankGuard",
+    "ScheduleFreeModes",
 ]

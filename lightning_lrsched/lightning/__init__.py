@@ -3,6 +3,7 @@
 - ``helper``: ``configure_optimizers`` (optimizer + schedule in Lightning's dict);
 - ``lr_schedule``: ``LRSchedule``, a schedule attached from the Trainer's callbacks;
 - ``plateau_control``: feeding plateau schedules their metric (``PlateauControl``);
+- ``schedule_free``: train/eval modes of schedule-free optimizers (``ScheduleFreeModes``);
 - ``lr_logger``: ``LRLogger``;
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
@@ -14,6 +15,7 @@ from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
 from .optimizers import build_optimizer
 from .plateau_control import PlateauControl
+from .schedule_free import ScheduleFreeModes
 from .scheduling import attached_schedules
 from .trainer_info import training_horizon
 
@@ -21,6 +23,7 @@ __all__ = [
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
+    "ScheduleFreeModes",
     "attached_schedules",
     "build_optimizer",
     "configure_optimizers",

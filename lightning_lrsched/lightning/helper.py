@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
 from .rank_guard import ensure_rank_guard
+from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
 
 
@@ -41,7 +42,9 @@ def configure_optimizers(
     (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
     under another plan (``max_epochs`` raised, say) instead of refusing it; see
-    :meth:`~lightning_lrsched.adapter.ScheduleLR.load_state_dict`.
+    :meth:`~lightning_lrsched.adapter.ScheduleLR.load_state_dict`. A schedule-free optimizer
+    (``adamw_schedulefree``, ...) gets a :class:`~lightning_lrsched.callbacks.ScheduleFreeModes`
+    callback, and a schedule warmup together with its own ``warmup_steps`` is refused.
     """
     try:
         trainer = module.trainer
@@ -63,6 +66,7 @@ def configure_optimizers(
         reference_batch_size=reference_batch_size,
         on_plan_change=on_plan_change,
     )
+    check_single_warmup(built, schedule.description)
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
     if schedule.is_plateau:
         # Lightning would step a plateau schedule once per epoch with the metric and never per
@@ -72,4 +76,6 @@ def configure_optimizers(
         lr_scheduler["reduce_on_plateau"] = False
         ensure_plateau_control(trainer)
     ensure_rank_guard(trainer)
+    # a schedule-free optimizer needs train/eval switching that Lightning does not do
+    ensure_schedule_free_modes(trainer, built)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}

@@ -13,6 +13,7 @@ from ..adapter import ScheduleLR, check_plan_change
 from ..errors import ConfigError
 from .plateau_control import feed, feeds_now
 from .rank_guard import ensure_rank_guard
+from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
 from .trainer_info import SCALE_MODES
 
@@ -88,7 +89,9 @@ class LRSchedule(Callback):
             self.scheduler.load_state_dict(self._saved_state)
             self._saved_state = None
         scheduler = self.scheduler
+        check_single_warmup(optimizer, scheduler.description)
         ensure_rank_guard(trainer)
+        ensure_schedule_free_modes(trainer, optimizer, after=self)
         # Advance after every real step of this optimizer (accumulating batches take none).
         self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
 
