@@ -2,7 +2,8 @@
 ``LRLogger`` (every optimizer step's rates to every logger), ``LRFinder`` (the learning-rate
 range test), ``PlateauControl`` (feeds the plateau schedules that ``configure_optimizers``
 returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradient schedules
-before each update; added by itself too) and ``Preemption`` (a clean, resumable stop on a
+before each update; added by itself too), ``ScheduleFreeModes`` (train/eval modes of
+schedule-free optimizers; added by itself too) and ``Preemption`` (a clean, resumable stop on a
 cluster's preemption signal)."""
 
 from .lightning.gradient_control import GradientControl
@@ -12,6 +13,7 @@ from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
+from .lightning.schedule_free import ScheduleFreeModes
 
 __all__ = [
     "GradientControl",
@@ -23,4 +25,5 @@ __all__ = [
     "Preemption",
     "RankDivergenceError",
     "RankGuard",
+    "ScheduleFreeModes",
 ]

@@ -290,6 +290,9 @@ def sweep(
     stateful = [m for m in modules if isinstance(m, torch.nn.Module)]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     snapshot = _Snapshot(stateful, optimizer)
+    train_mode = getattr(optimizer, "train", None)
+    if callable(train_mode):  # schedule-free optimizers step only in train mode (put back after)
+        train_mode()
     result = RangeTestResult(config)
     batches = _cycled(batches)
     average, best = 0.0, math.inf

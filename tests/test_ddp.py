@@ -189,6 +189,21 @@ TRACKED = {
     "tracking_uri": None,
 }
 
+# A schedule-free optimizer (ScheduleFreeModes added by the helper switches its modes on every
+# rank: a rank left in eval mode would fail at its first step).
+SCHEDULE_FREE = {
+    "name": "schedulefree_helper",
+    "via": "helper",
+    "scheduler": {"name": "constant", "warmup": "25%"},
+    "optimizer": {
+        "name": "adamw_schedulefree",
+        "lr": 0.05,
+        "param_groups": [{"name": "head", "params": r"^net\.2\.", "lr": 0.02}],
+    },
+    "max_epochs": EPOCHS,
+    "offsets": ZERO,
+}
+
 # Rank 1's schedule takes one extra step at the start of epoch 2: the rank guard (added by the
 # helper under DDP) stops both ranks at the end of that epoch. Last: it ends its fit in error.
 DIVERGING = {
@@ -226,6 +241,7 @@ CASES = {
         HYPERGRADIENT,
         TRACKED,
         AUTO,
+        SCHEDULE_FREE,
         DIVERGING,
     )
 }

@@ -43,6 +43,7 @@ from lightning_lrsched.app.run import check_config
 from lightning_lrsched.app.schemas import register_configs
 from lightning_lrsched.app.train import CONFIG_PATH, main
 from lightning_lrsched.lightning.optimizers import build_optimizer
+from lightning_lrsched.lightning.schedule_free import is_schedule_free
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = Path(CONFIG_PATH)
@@ -246,6 +247,8 @@ def test_every_option_composes_and_builds(group, option, hydra_conf, tmp_path):
             steps_per_epoch=checked.steps_per_epoch,
         )
         if plain["scheduler"]["name"] != "plateau":  # plateau steps on a metric
+            if is_schedule_free(optimizer):
+                optimizer.train()  # a schedule-free optimizer steps in train mode only
             for _ in range(checked.total_steps):
                 assert all(math.isfinite(r) and r >= 0 for r in scheduler.get_last_lr())
                 optimizer.step()

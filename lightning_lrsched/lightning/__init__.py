@@ -4,6 +4,7 @@
 - ``lr_schedule``: ``LRSchedule``, a schedule attached from the Trainer's callbacks;
 - ``plateau_control``: feeding plateau schedules their metric (``PlateauControl``);
 - ``gradient_control``: adapting hypergradient schedules to the gradients (``GradientControl``);
+- ``schedule_free``: train/eval modes of schedule-free optimizers (``ScheduleFreeModes``);
 - ``lr_logger``: ``LRLogger``;
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
@@ -18,6 +19,7 @@ from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
 from .optimizers import build_optimizer
 from .plateau_control import PlateauControl
+from .schedule_free import ScheduleFreeModes
 from .scheduling import attached_schedules
 from .trainer_info import training_horizon
 
@@ -27,6 +29,7 @@ __all__ = [
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
+    "ScheduleFreeModes",
     "attached_schedules",
     "build_optimizer",
     "configure_optimizers",

@@ -12,6 +12,7 @@ from .lr_finder import resolve_auto_rates
 from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
 from .rank_guard import ensure_rank_guard
+from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
 
 
@@ -50,6 +51,9 @@ def configure_optimizers(
     range test first and uses its suggestion (``lr_finder``: its settings, see
     :class:`lightning_lrsched.range_test.RangeTestConfig`); the suggestion is logged. A resumed
     fit does not test again: its rates come back with the checkpoint.
+    A schedule-free optimizer (``adamw_schedulefree``, ...) gets a
+    :class:`~lightning_lrsched.callbacks.ScheduleFreeModes` callback, and a schedule warmup
+    together with its own ``warmup_steps`` is refused.
     """
     try:
         trainer = module.trainer
@@ -83,6 +87,7 @@ def configure_optimizers(
         ) from None
     if chosen:
         schedule.chosen_rates = chosen  # kept in its state: a resume reuses them
+    check_single_warmup(built, schedule.description)
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
     if schedule.is_plateau:
         # Lightning would step a plateau schedule once per epoch with the metric and never per
@@ -94,6 +99,8 @@ def configure_optimizers(
     if schedule.gradient_driven is not None:  # hypergradient: adapted before each update
         ensure_gradient_control(trainer, schedule)
     ensure_rank_guard(trainer)
+    # a schedule-free optimizer needs train/eval switching that Lightning does not do
+    ensure_schedule_free_modes(trainer, built)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}
 
 

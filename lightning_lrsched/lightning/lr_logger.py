@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from ..errors import ConfigError
+from .schedule_free import rate_in_use
 
 
 def optimizer_names(optimizers: list[torch.optim.Optimizer]) -> list[str]:
@@ -98,7 +99,11 @@ class LRLogger(Callback):
     Names: ``lr/<optimizer>/<group>``, ``momentum/<optimizer>/<group>``,
     ``weight_decay/<optimizer>/<group>``; for optimizers that estimate their own step size and
     expose it as ``d`` (D-Adaptation, Prodigy), also ``lr_effective/<optimizer>/<group>`` =
-    ``d × lr``. ``<group>`` names must be unique within an optimizer (a ConfigError otherwise).
+    ``d × lr``; for schedule-free optimizers (the ``schedulefree`` package),
+    ``lr_effective`` is the rate its step applies, ``lr`` × its own warmup
+    (``warmup_steps``) or RAdam rectification (the ``scheduled_lr`` it stores after the step).
+    ``lr`` stays the schedule's rate (``group["lr"]``) for every optimizer. ``<group>`` names
+    must be unique within an optimizer (a ConfigError otherwise).
     The point's step is the index of the optimizer step that uses the rate: the global step
     with one optimizer; with several (manual optimization) each optimizer's own step count,
     so that every curve runs 0, 1, 2, ... as its schedule does (kept in checkpoints).
@@ -186,6 +191,10 @@ class LRLogger(Callback):
                 metrics[f"weight_decay/{opt_name}/{name}"] = float(group["weight_decay"])
             if "d" in group:
                 metrics[f"lr_effective/{opt_name}/{name}"] = float(group["d"]) * lr
+            else:
+                used = rate_in_use(group)  # schedule-free: its own warmup/rectification
+                if used is not None:
+                    metrics[f"lr_effective/{opt_name}/{name}"] = used
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
 

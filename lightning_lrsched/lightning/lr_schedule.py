@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from .gradient_control import ensure_gradient_control
 from .plateau_control import feed, feeds_now
 from .rank_guard import ensure_rank_guard
+from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
 from .trainer_info import SCALE_MODES
 
@@ -97,7 +98,9 @@ class LRSchedule(Callback):
         scheduler = self.scheduler
         if scheduler.gradient_driven is not None:  # hypergradient: adapted before each update
             ensure_gradient_control(trainer, scheduler)
+        check_single_warmup(optimizer, scheduler.description)
         ensure_rank_guard(trainer)
+        ensure_schedule_free_modes(trainer, optimizer, after=self)
         # Advance after every real step of this optimizer (accumulating batches take none).
         self._step_hook = optimizer.register_step_post_hook(lambda *_: scheduler.step())
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..errors import ConfigError, blamed_key
 from ..spec import check_number
+from .schedule_free import SCHEDULE_FREE_OPTIMIZERS, schedule_free_class
 
 _SPECIAL_KEYS = ("name", "_target_", "_partial_", "param_groups")
 
@@ -43,8 +44,11 @@ def _resolve_class(spec: Mapping[str, Any]) -> type:
         return cls
     known = optimizer_classes()
     name = spec.get("name")
+    if isinstance(name, str) and name.lower() in SCHEDULE_FREE_OPTIMIZERS:
+        return schedule_free_class(name.lower())  # the schedulefree package, imported on use
     if not isinstance(name, str) or name.lower() not in known:
-        raise ConfigError("optimizer.name", name, f"known: {', '.join(sorted(known))}")
+        names = sorted([*known, *SCHEDULE_FREE_OPTIMIZERS])
+        raise ConfigError("optimizer.name", name, f"known: {', '.join(names)}")
     return known[name.lower()]
 
 
@@ -95,7 +99,9 @@ def build_optimizer(module: nn.Module, spec: Any) -> torch.optim.Optimizer:
     ``spec`` is an optimizer (returned as is), a callable taking the parameters (e.g. a Hydra
     ``_partial_`` object or ``functools.partial(torch.optim.AdamW, lr=1e-3)``), or a mapping:
     ``{"name": "adamw", "lr": 1e-3, ...}`` or ``{"_target_": "torch.optim.AdamW", ...}``, with
-    optional ``param_groups: [{name, params: <regex>, lr: ...}, ...]``.
+    optional ``param_groups: [{name, params: <regex>, lr: ...}, ...]``. Names are torch.optim's
+    (lower case) and the ``schedulefree`` package's ``adamw_schedulefree``,
+    ``sgd_schedulefree`` and ``radam_schedulefree`` (the ``schedulefree`` extra).
     """
     if isinstance(spec, torch.optim.Optimizer):
         return spec

@@ -14,6 +14,7 @@ from .tasks import CNN1DConfig, DigitsConfig, MLPConfig, MNIST1DConfig, TrainCon
 from .training import (
     AdamConfig,
     AdamWConfig,
+    AdamWScheduleFreeConfig,
     CSVLoggerConfig,
     LRLoggerConfig,
     MLflowLoggerConfig,
@@ -22,6 +23,7 @@ from .training import (
     RMSpropConfig,
     RunTrackingConfig,
     SGDConfig,
+    SGDScheduleFreeConfig,
     TrainerConfig,
 )
 
@@ -35,6 +37,8 @@ _GROUP_SCHEMAS: dict[str, dict[str, type]] = {
         "adamw": AdamWConfig,
         "adam": AdamConfig,
         "rmsprop": RMSpropConfig,
+        "adamw_schedulefree": AdamWScheduleFreeConfig,
+        "sgd_schedulefree": SGDScheduleFreeConfig,
     },
     "trainer": {"base": TrainerConfig},
     "logger": {"mlflow": MLflowLoggerConfig, "csv": CSVLoggerConfig},

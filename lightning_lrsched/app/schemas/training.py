@@ -52,6 +52,31 @@ class RMSpropConfig(OptimizerConfig):
 
 
 @dataclass
+class AdamWScheduleFreeConfig(OptimizerConfig):
+    """``schedulefree.AdamWScheduleFree`` (the ``schedulefree`` extra)."""
+
+    name: str = "adamw_schedulefree"
+    lr: float = 0.0025
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 0  # the package's own warmup; prefer scheduler.warmup (not both)
+    r: float = 0.0
+    weight_lr_power: float = 2.0
+
+
+@dataclass
+class SGDScheduleFreeConfig(OptimizerConfig):
+    """``schedulefree.SGDScheduleFree`` (the ``schedulefree`` extra)."""
+
+    name: str = "sgd_schedulefree"
+    lr: float = 1.0
+    momentum: float = 0.9
+    warmup_steps: int = 0
+    r: float = 0.0
+    weight_lr_power: float = 2.0
+
+
+@dataclass
 class TrainerConfig:
     """The ``lightning.Trainer`` arguments the app exposes (more can be added with ``+``)."""
 
