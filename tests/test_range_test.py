@@ -262,3 +262,16 @@ def test_auto_rate_without_a_schedule(tmp_path):
     trainer(tmp_path, [recorder], max_epochs=1, limit_val_batches=0).fit(module, Data())
     rates = {lrs for _, lrs, _ in recorder.rates}
     assert len(rates) == 1 and 1e-7 < next(iter(rates))[0] < 10
+
+
+def test_auto_rate_for_a_schedule_free_optimizer(tmp_path):
+    """The sweep steps a schedule-free optimizer in train mode and puts its mode back."""
+    kwargs = {
+        "scheduler": {"name": "constant"},
+        "optimizer": {"name": "sgd_schedulefree", "lr": "auto"},
+        "lr_finder": FINDER,
+    }
+    module, rates, _ = fit(tmp_path, kwargs, module_class=CountingModule, max_epochs=1)
+    (chosen,) = module.trainer.lr_scheduler_configs[0].scheduler.chosen_rates.values()
+    assert module.steps_seen > len(rates)
+    assert {lrs for _, lrs, _ in rates} == {(chosen,)}
