@@ -35,8 +35,10 @@ def configure_optimizers(
     ``scheduler``: a strategy config. Its total steps and steps per epoch are the Trainer's, in
     optimizer steps, so ``"5%"``, ``"2ep"`` and onecycle's horizon hold under gradient
     accumulation, ``max_steps``, ``max_epochs``, ``limit_train_batches`` and DDP. The schedule
-    is stepped after every optimizer step (``interval="step"``); a plateau schedule also gets
-    its monitored metric, reduced across ranks, at the end of each validation.
+    is stepped after every optimizer step (``interval="step"``), and advances only over steps
+    the optimizer took (under mixed precision, a step the ``GradScaler`` skips for inf/NaN
+    gradients leaves the rate where it was); a plateau schedule also gets its monitored metric,
+    reduced across ranks, at the end of each validation.
     ``scale_lr`` (``none``, ``linear``, ``sqrt``) multiplies the base rates by the global batch
     (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
@@ -62,6 +64,9 @@ def configure_optimizers(
         scale_lr=scale_lr,
         reference_batch_size=reference_batch_size,
         on_plan_change=on_plan_change,
+        # Lightning steps it after every optimizer step it attempts, also one a GradScaler
+        # skipped (Lightning issue 16228): such a call must not advance the schedule
+        only_after_optimizer_step=True,
     )
     lr_scheduler: dict[str, Any] = {"scheduler": schedule, "interval": "step", "frequency": 1}
     if schedule.is_plateau:
