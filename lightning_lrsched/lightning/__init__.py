@@ -6,6 +6,7 @@
 - ``lr_logger``: ``LRLogger``;
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
+- ``swa``: handing the rate over to Lightning's ``StochasticWeightAveraging``;
 - ``trainer_info``: horizon, epoch length and global batch in optimizer steps.
 """
 

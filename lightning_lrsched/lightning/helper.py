@@ -11,6 +11,7 @@ from .optimizers import build_optimizer
 from .plateau_control import ensure_plateau_control
 from .rank_guard import ensure_rank_guard
 from .scheduling import schedule_for_trainer
+from .swa import ensure_swa_handover
 
 
 def configure_optimizers(
@@ -44,6 +45,8 @@ def configure_optimizers(
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
     under another plan (``max_epochs`` raised, say) instead of refusing it; see
     :meth:`~lightning_lrsched.adapter.ScheduleLR.load_state_dict`.
+    With Lightning's ``StochasticWeightAveraging`` callback, the schedule hands the rate over to
+    SWA's ``SWALR`` at SWA's start epoch (see :mod:`lightning_lrsched.lightning.swa`).
     """
     try:
         trainer = module.trainer
@@ -77,4 +80,5 @@ def configure_optimizers(
         lr_scheduler["reduce_on_plateau"] = False
         ensure_plateau_control(trainer)
     ensure_rank_guard(trainer)
+    ensure_swa_handover(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}
