@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,13 @@ class ScheduleLR(LRScheduler):
     ``replan(offset, anchor_lrs, mode)`` gives the rate source (and the base rates it is bound
     to) that takes over at step ``offset`` from the rates ``anchor_lrs`` in effect there, for
     the ``on_plan_change`` modes (see :meth:`load_state_dict`).
+
+    ``only_after_optimizer_step=True`` (mixed precision): ``step()`` advances only when the
+    optimizer took a step since the last advance (a ``GradScaler`` that found inf/NaN gradients
+    skips ``optimizer.step()``); otherwise it leaves the rates where they were and counts the
+    call in ``skipped_steps`` (kept in the state). The schedule then counts the optimizer's real
+    steps, however often ``step()`` is called (torch issue 44511, Lightning issue 16228). The
+    default keeps torch's convention: every ``step()`` advances.
     """
 
     def __init__(
@@ -91,9 +99,13 @@ class ScheduleLR(LRScheduler):
         *,
         replan: Callable[[int, list[float], str], tuple[RateSource, list[float]]] | None = None,
         on_plan_change: str = "error",
+        only_after_optimizer_step: bool = False,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.only_after_optimizer_step = False  # torch's constructor takes its first step freely
+        self.skipped_steps = 0
+        self._optimizer_stepped = False
         self.on_plan_change = check_plan_change(on_plan_change)
         self.optimizer = optimizer
         self.replan = replan
@@ -117,6 +129,9 @@ class ScheduleLR(LRScheduler):
         self._adapt_hook: Any = None
         if self.gradient_driven is not None:  # plain torch: adapt after backward, before update
             self._adapt_hook = optimizer.register_step_pre_hook(self._adapt_before_step)
+        if only_after_optimizer_step:
+            self.only_after_optimizer_step = True
+            self._watch_optimizer_steps()
 
     def _set_plan(self, schedule: RateSource, base_lrs: list[float]) -> None:
         self.base_lrs = base_lrs
@@ -162,11 +177,35 @@ class ScheduleLR(LRScheduler):
         if metrics is not None:
             self.observe(metrics)
             return
+        if self.only_after_optimizer_step and not self._took_optimizer_step():
+            return
         if self._step_count == 1 and not optimizer_stepped(self.optimizer):
             warnings.warn(STEP_ORDER_WARNING, UserWarning, stacklevel=2)
         self._step_count += 1
         self.last_epoch += 1
         self._apply()
+
+    # -- skipped optimizer steps (only_after_optimizer_step) -------------------------------
+    def _watch_optimizer_steps(self) -> None:
+        """Note every real ``optimizer.step()`` (torch's public step post hook; a step the
+        GradScaler skips runs no hook). The hook holds the scheduler weakly, so an optimizer
+        that outlives it does not keep it alive."""
+        this = weakref.ref(self)
+
+        def stepped(*_: Any) -> None:
+            scheduler = this()
+            if scheduler is not None:
+                scheduler._optimizer_stepped = True
+
+        self._optimizer_step_hook = self.optimizer.register_step_post_hook(stepped)
+
+    def _took_optimizer_step(self) -> bool:
+        """Whether the optimizer stepped since the last advance; if not, count a skipped step."""
+        if not self._optimizer_stepped:
+            self.skipped_steps += 1
+            return False
+        self._optimizer_stepped = False
+        return True
 
     def observe(self, metric: Any) -> None:
         """Feed one monitored value to the plateau controller and apply its decision."""
@@ -301,6 +340,8 @@ class ScheduleLR(LRScheduler):
             state["controller"] = self.stateful.state_dict()
         if self.chosen_rates:
             state["chosen_rates"] = dict(self.chosen_rates)
+        if self.only_after_optimizer_step:
+            state["skipped_steps"] = self.skipped_steps
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
@@ -357,6 +398,8 @@ class ScheduleLR(LRScheduler):
             self._evaluate = self.schedule.bind(tuple(self.base_lrs))
         self.last_epoch = step
         self._step_count = step + 1
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._optimizer_stepped = False  # saved between advances: the next step() needs a new one
         self._apply()
 
     def _take_over(self, offset: int, anchor_lrs: list[float], mode: str) -> None:

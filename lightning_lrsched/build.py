@@ -25,6 +25,7 @@ def build_scheduler(
     total_steps: int | None = None,
     steps_per_epoch: int | None = None,
     on_plan_change: str = "error",
+    only_after_optimizer_step: bool = False,
 ) -> ScheduleLR:
     """Build a torch ``LRScheduler`` for ``optimizer`` from a strategy config.
 
@@ -36,6 +37,10 @@ def build_scheduler(
     :meth:`ScheduleLR.load_state_dict` accept state saved under a different plan (a run trained
     longer than planned) and says how this plan takes over at the saved step; the default,
     ``"error"``, refuses it with an error that says what changed.
+    ``only_after_optimizer_step=True`` (loops with a ``GradScaler``): ``scheduler.step()``
+    advances only when ``optimizer.step()`` ran since the last advance, so a step the scaler
+    skips (inf/NaN gradients) leaves the rate where it was; ``scheduler.skipped_steps`` counts
+    them. The default, torch's convention, advances on every call.
 
     >>> import torch
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -94,7 +99,13 @@ def build_scheduler(
         take_over = TakeOver(inner=schedule, offset=offset, ramp=ramp, anchor_lrs=tuple(anchor_lrs))
         return take_over, list(base_lrs)
 
-    return ScheduleLR(optimizer, schedule, replan=replan, on_plan_change=on_plan_change)
+    return ScheduleLR(
+        optimizer,
+        schedule,
+        replan=replan,
+        on_plan_change=on_plan_change,
+        only_after_optimizer_step=only_after_optimizer_step,
+    )
 
 
 def _warn_if_momentum_turned_on(optimizer: Optimizer, schedule: RateSource, config: Any) -> None:

@@ -3,8 +3,9 @@
 range test), ``PlateauControl`` (feeds the plateau schedules that ``configure_optimizers``
 returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradient schedules
 before each update; added by itself too), ``ScheduleFreeModes`` (train/eval modes of
-schedule-free optimizers; added by itself too) and ``Preemption`` (a clean, resumable stop on a
-cluster's preemption signal)."""
+schedule-free optimizers; added by itself too), ``SWAHandover`` (hands those schedules' rate
+over to Lightning's ``StochasticWeightAveraging``; added by the helper) and ``Preemption`` (a
+clean, resumable stop on a cluster's preemption signal)."""
 
 from .lightning.gradient_control import GradientControl
 from .lightning.lr_finder import LRFinder
@@ -14,6 +15,7 @@ from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 from .lightning.schedule_free import ScheduleFreeModes
+from .lightning.swa import SWAHandover
 
 __all__ = [
     "GradientControl",
@@ -25,5 +27,6 @@ __all__ = [
     "Preemption",
     "RankDivergenceError",
     "RankGuard",
+    "SWAHandover",
     "ScheduleFreeModes",
 ]

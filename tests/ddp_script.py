@@ -66,7 +66,11 @@ class ExtraStepOnRank(pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.global_rank == self.rank and trainer.current_epoch == self.epoch:
             (scheduler,) = attached_schedules(trainer)
-            scheduler.step()
+            # one step on through its state (the helper's schedule advances on step() only
+            # after an optimizer step, which would change the weights too)
+            state = scheduler.state_dict()
+            state["step"] += 1
+            scheduler.load_state_dict(state)
 
 
 class ValidationRecorder(pl.Callback):

@@ -9,6 +9,7 @@
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
+- ``swa``: handing the rate over to Lightning's ``StochasticWeightAveraging``;
 - ``trainer_info``: horizon, epoch length and global batch in optimizer steps.
 """
 

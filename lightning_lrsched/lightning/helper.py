@@ -14,6 +14,7 @@ from .plateau_control import ensure_plateau_control
 from .rank_guard import ensure_rank_guard
 from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
+from .swa import ensure_swa_handover
 
 
 def configure_optimizers(
@@ -39,9 +40,11 @@ def configure_optimizers(
     ``scheduler``: a strategy config. Its total steps and steps per epoch are the Trainer's, in
     optimizer steps, so ``"5%"``, ``"2ep"`` and onecycle's horizon hold under gradient
     accumulation, ``max_steps``, ``max_epochs``, ``limit_train_batches`` and DDP. The schedule
-    is stepped after every optimizer step (``interval="step"``); a plateau schedule also gets
-    its monitored metric, reduced across ranks, at the end of each validation; a hypergradient
-    schedule adapts to each step's gradients before the update (``GradientControl``).
+    is stepped after every optimizer step (``interval="step"``), and advances only over steps
+    the optimizer took (under mixed precision, a step the ``GradScaler`` skips for inf/NaN
+    gradients leaves the rate where it was); a plateau schedule also gets its monitored metric,
+    reduced across ranks, at the end of each validation; a hypergradient schedule adapts to each
+    step's gradients before the update (``GradientControl``).
     ``scale_lr`` (``none``, ``linear``, ``sqrt``) multiplies the base rates by the global batch
     (per-device batch × accumulation × processes) over ``reference_batch_size`` first.
     ``on_plan_change`` (``"rewarm"``, ``"jump"``, ``"continue"``) resumes a checkpoint saved
@@ -54,6 +57,8 @@ def configure_optimizers(
     A schedule-free optimizer (``adamw_schedulefree``, ...) gets a
     :class:`~lightning_lrsched.callbacks.ScheduleFreeModes` callback, and a schedule warmup
     together with its own ``warmup_steps`` is refused.
+    With Lightning's ``StochasticWeightAveraging`` callback, the schedule hands the rate over to
+    SWA's ``SWALR`` at SWA's start epoch (see :mod:`lightning_lrsched.lightning.swa`).
     """
     try:
         trainer = module.trainer
@@ -78,6 +83,9 @@ def configure_optimizers(
             scale_lr=scale_lr,
             reference_batch_size=reference_batch_size,
             on_plan_change=on_plan_change,
+            # Lightning steps it after every optimizer step it attempts, also one a GradScaler
+            # skipped (Lightning issue 16228): such a call must not advance the schedule
+            only_after_optimizer_step=True,
         )
     except ConfigError as err:
         if err.key.split(".")[-1] not in ("max_lr", "base_lr") or not chosen:
@@ -101,6 +109,7 @@ def configure_optimizers(
     ensure_rank_guard(trainer)
     # a schedule-free optimizer needs train/eval switching that Lightning does not do
     ensure_schedule_free_modes(trainer, built)
+    ensure_swa_handover(trainer)
     return {"optimizer": built, "lr_scheduler": lr_scheduler}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError
 from .schedule_free import rate_in_use
@@ -104,6 +105,10 @@ class LRLogger(Callback):
     (``warmup_steps``) or RAdam rectification (the ``scheduled_lr`` it stores after the step).
     ``lr`` stays the schedule's rate (``group["lr"]``) for every optimizer. ``<group>`` names
     must be unique within an optimizer (a ConfigError otherwise).
+    ``skipped_steps/<optimizer>`` counts the optimizer steps Lightning attempted that the
+    optimizer did not take (under mixed precision: the ``GradScaler`` found inf/NaN gradients,
+    or ``training_step`` returned None), since training started (kept in checkpoints); it is
+    logged at each skipped step, so it is absent from a run that skipped none.
     The point's step is the index of the optimizer step that uses the rate: the global step
     with one optimizer; with several (manual optimization) each optimizer's own step count,
     so that every curve runs 0, 1, 2, ... as its schedule does (kept in checkpoints).
@@ -124,12 +129,18 @@ class LRLogger(Callback):
         self._names: dict[int, tuple[str, list[str]]] = {}
         self._steps: list[int] = []  # per optimizer; only used with several optimizers
         self._stage: str | None = None
+        # skipped steps: per optimizer, the count, and the step attempted but not yet taken
+        self._skipped: list[int] = []
+        self._attempted: dict[int, int] = {}
+        self._step_hooks: list[RemovableHandle] = []
+        self._watched: set[int] = set()  # optimizers with a step hook
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # before a checkpoint is restored: a new fit counts from 0 unless it resumes
         self._stage = stage
         if stage == "fit":
             self._steps = []
+            self._skipped = []
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizers = trainer.optimizers
@@ -139,6 +150,18 @@ class LRLogger(Callback):
         }
         if len(self._steps) != len(optimizers):
             self._steps = [0] * len(optimizers)
+        if len(self._skipped) != len(optimizers):
+            self._skipped = [0] * len(optimizers)
+        self._attempted = {}
+        self._remove_step_hooks()
+        self._watched = set()
+        for index, opt in enumerate(optimizers):
+            if not isinstance(opt, torch.optim.Optimizer):
+                continue  # a strategy's own wrapper (DeepSpeed): no step hook, no count
+            # runs only when the optimizer really steps (torch's public step post hook)
+            hook = opt.register_step_post_hook(lambda *_, i=index: self._attempted.pop(i, None))
+            self._step_hooks.append(hook)
+            self._watched.add(index)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.plan or not trainer.is_global_zero or trainer.ckpt_path is not None:
@@ -152,6 +175,10 @@ class LRLogger(Callback):
     ) -> None:
         optimizer = getattr(optimizer, "_optimizer", optimizer)  # LightningOptimizer wrapper
         step = self._step_of(trainer, optimizer)
+        index = next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer), None)
+        if index in self._watched:
+            self._count_skipped(trainer, index)  # an earlier attempt in this batch (manual)
+            self._attempted[index] = step
         if not trainer.is_global_zero or not trainer.loggers:
             return
         names = self._names.get(id(optimizer))
@@ -161,6 +188,39 @@ class LRLogger(Callback):
             names = (opt_name, group_names(optimizer, opt_name))
             self._names[id(optimizer)] = names
         self._log(trainer, optimizer, step, *names)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any, **kwargs: Any
+    ) -> None:
+        for index in list(self._attempted):
+            self._count_skipped(trainer, index)
+
+    def _count_skipped(self, trainer: pl.Trainer, index: int) -> None:
+        """An attempted step of optimizer ``index`` that ran no step hook was skipped: count it
+        (on every rank, for the checkpoint) and log the count at that step (rank zero)."""
+        step = self._attempted.pop(index, None)
+        if step is None:
+            return
+        self._skipped[index] += 1
+        if not trainer.is_global_zero or not trainer.loggers:
+            return
+        name = optimizer_names(trainer.optimizers)[index]
+        for logger in trainer.loggers:
+            logger.log_metrics({f"skipped_steps/{name}": self._skipped[index]}, step=step)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._remove_step_hooks()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._remove_step_hooks()  # Lightning calls no teardown after an exception
+
+    def _remove_step_hooks(self) -> None:
+        for hook in self._step_hooks:
+            hook.remove()
+        self._step_hooks = []
 
     def _step_of(self, trainer: pl.Trainer, optimizer: Any) -> int:
         """The index of the step ``optimizer`` is about to take (counted on every rank)."""
@@ -199,9 +259,19 @@ class LRLogger(Callback):
             logger.log_metrics(metrics, step=step)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer_steps": list(self._steps)} if len(self._steps) > 1 else {}
+        state: dict[str, Any] = {}
+        if len(self._steps) > 1:
+            state["optimizer_steps"] = list(self._steps)
+        if any(self._skipped):
+            state["skipped_steps"] = list(self._skipped)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._stage != "fit":
+            return
         steps = state_dict.get("optimizer_steps")
-        if steps and self._stage == "fit":
+        if steps:
             self._steps = [int(s) for s in steps]
+        skipped = state_dict.get("skipped_steps")
+        if skipped:
+            self._skipped = [int(s) for s in skipped]

@@ -16,6 +16,7 @@ from .plateau_control import feed, feeds_now
 from .rank_guard import ensure_rank_guard
 from .schedule_free import check_single_warmup, ensure_schedule_free_modes
 from .scheduling import schedule_for_trainer
+from .swa import swa_has_started
 from .trainer_info import SCALE_MODES
 
 
@@ -35,6 +36,11 @@ class LRSchedule(Callback):
     gradients before the update (``GradientControl``). ``max_lr="auto"`` (onecycle, cyclic) runs
     the range test first (``lr_finder``: its settings). Options as in
     :func:`lightning_lrsched.configure_optimizers`.
+
+    A step the optimizer does not take (a ``GradScaler`` skips it for inf/NaN gradients) runs
+    no step hook, so it does not advance the schedule. With Lightning's
+    ``StochasticWeightAveraging`` callback the schedule stops writing rates at the start of
+    SWA's first epoch, where SWA's ``SWALR`` takes over from the rate in effect.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class LRSchedule(Callback):
         self._stage: str | None = None
         self._saved_state: dict[str, Any] | None = None  # restored before the schedule exists
         self._step_hook: RemovableHandle | None = None
+        self._handed_over = False  # to StochasticWeightAveraging: no more steps or feeds
 
     @property
     def state_key(self) -> str:
@@ -79,6 +86,7 @@ class LRSchedule(Callback):
             self._detach()
             self.scheduler = None
             self._saved_state = None
+            self._handed_over = False
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         optimizer = self._own_optimizer(trainer)
@@ -153,12 +161,29 @@ class LRSchedule(Callback):
                 )
         return optimizer
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # resumed inside an SWA epoch: Lightning calls no on_train_epoch_start for that epoch
+        self._hand_over_to_swa(trainer)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._hand_over_to_swa(trainer)
+
+    def _hand_over_to_swa(self, trainer: pl.Trainer) -> None:
+        """From SWA's first epoch on, its SWALR drives the rate: stop stepping and feeding."""
+        if not self._handed_over and swa_has_started(trainer):
+            self._handed_over = True
+            self._detach()
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._handed_over:
+            return
         if feeds_now(trainer, self.scheduler, "validation"):
             assert self.scheduler is not None
             feed(trainer, self.scheduler)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._handed_over:
+            return
         if feeds_now(trainer, self.scheduler, "train_epoch"):
             assert self.scheduler is not None
             feed(trainer, self.scheduler)

@@ -23,6 +23,7 @@ def build_for_horizon(
     on_plan_change: str = "error",
     key_prefix: str = "",
     unbounded: str = "max_epochs=-1 and no max_steps",
+    only_after_optimizer_step: bool = False,
 ) -> ScheduleLR:
     """``build_scheduler`` on a Trainer's horizon; a schedule that needs the horizon when the
     Trainer has none says why it has none (``unbounded``, see :func:`why_unbounded`) and which
@@ -34,6 +35,7 @@ def build_for_horizon(
             total_steps=total,
             steps_per_epoch=per_epoch,
             on_plan_change=on_plan_change,
+            only_after_optimizer_step=only_after_optimizer_step,
         )
     except HorizonError as err:
         if total is None:
@@ -56,6 +58,7 @@ def schedule_for_trainer(
     scale_lr: str = "none",
     reference_batch_size: int | None = None,
     on_plan_change: str = "error",
+    only_after_optimizer_step: bool = False,
 ) -> ScheduleLR:
     """Scale the base rates for the global batch (optionally), then build the schedule with the
     Trainer's horizon and epoch length in optimizer steps."""
@@ -63,7 +66,7 @@ def schedule_for_trainer(
     total, per_epoch = training_horizon(trainer)
     scheduler = build_for_horizon(
         optimizer, config, total, per_epoch, on_plan_change=on_plan_change,
-        unbounded=why_unbounded(trainer),
+        unbounded=why_unbounded(trainer), only_after_optimizer_step=only_after_optimizer_step,
     )  # fmt: skip
     if scaling is not None:
         rank_zero_info(
