@@ -91,6 +91,9 @@ class Hypergradient(Strategy):
         None,
         gt=0.0,
         shown="1e-6 (sgd), 1e-8 (adam, delta)",
+        # the packaged option: AdamW at 0.01 on the demo app's digits MLP visibly adapts
+        # (measured: up to 0.020 in the first steps, about 0.012 from then on)
+        example=1e-4,
     )
     min_lr: tuple[float, ...] = param(
         "per_group", "the lowest rate (or one per group)", 0.0, ge=0.0
