@@ -192,6 +192,8 @@ def help_file() -> str:
         "  Examples:",
         "    lrsched train scheduler=cosine scheduler.warmup=5% optimizer.lr=3e-3",
         "    lrsched train -m scheduler=cosine,onecycle,wsd     (a sweep; lrsched list shows all)",
+        "    lrsched train scheduler=onecycle scheduler.max_lr=auto   (the range test picks it;",
+        "                                         lrsched find-lr shows the test on its own)",
         "  Hydra's own options: lrsched train --hydra-help",
         "template: |-",
         "  ${hydra.help.header}",

@@ -58,6 +58,11 @@ def launch(app: Any, command: str = "train") -> None:
     register_configs()
     arguments = sys.argv[1:]
     if "--help" in arguments or "-h" in arguments:
+        if command == "find-lr":
+            print(
+                "lrsched find-lr: the learning-rate range test on the config below (the same "
+                "groups and overrides as lrsched train; lr_finder.* sets the test)\n"
+            )
         _print_help([a for a in arguments if a not in ("--help", "-h")])
         return
     from .precheck import precheck
