@@ -36,7 +36,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lightning_support import RateRecorder, TinyModule, regression_data
+from lightning_support import PointsLogger, RateRecorder, TinyModule, regression_data
 from tracking_script import TrackedModule
 
 from lightning_lrsched.callbacks import LRLogger, LRSchedule, RankDivergenceError
@@ -93,29 +93,6 @@ class ValidationRecorder(pl.Callback):
         )
 
 
-class RankProbe(Logger):
-    """A logger that is *not* rank-zero-only: records every call it gets, on every rank."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.lr_steps: list[int | None] = []
-
-    @property
-    def name(self) -> str:
-        return "probe"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        if any(key.startswith("lr/") for key in metrics):
-            self.lr_steps.append(step)
-
-
 class RankDataModule(TinyModule):
     """Each rank's own training data, also where Lightning's sampler does not reach (the range
     test reads the module's loader itself): only the cross-rank mean makes them agree."""
@@ -146,7 +123,7 @@ def run_case(case: dict[str, Any], out: Path) -> None:
     loggers: list[Logger] | bool = False
     probe = tracker = None
     if case.get("lr_logger"):
-        probe = RankProbe()
+        probe = PointsLogger()  # not rank-zero-only: the calls every rank gets
         loggers = [CSVLogger(save_dir=case_dir / "logs", name="csv"), probe]
         callbacks.append(LRLogger())
     if case.get("tracking_uri"):
@@ -186,7 +163,9 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         "final_lrs": [float(g["lr"]) for g in scheduler.optimizer.param_groups],
         "rates": [[step, list(lrs), list(momenta)] for step, lrs, momenta in rates.rates],
         "validations": validations.records,
-        "probe_lr_steps": None if probe is None else probe.lr_steps,
+        "probe_lr_steps": None
+        if probe is None
+        else [step for step, m in probe.points if any(k.startswith("lr/") for k in m)],
         "run_id": None if tracker is None else tracker.version,
         "chosen_rates": scheduler.chosen_rates,
         "error": error,

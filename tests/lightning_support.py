@@ -6,6 +6,7 @@ import os
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.loggers import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -71,6 +72,29 @@ class RateRecorder(pl.Callback):
                 tuple(g["betas"][0] if "betas" in g else g.get("momentum", 0.0) for g in groups),
             )
         )
+
+
+class PointsLogger(Logger):
+    """A logger that keeps every point it is given, ``(step, metrics)``. Not rank-zero-only:
+    under DDP it records the calls of its own rank."""
+
+    def __init__(self):
+        super().__init__()
+        self.points: list[tuple[int | None, dict[str, float]]] = []
+
+    @property
+    def name(self) -> str:
+        return "points"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.points.append((step, dict(metrics)))
 
 
 def trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:

@@ -15,8 +15,7 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
-from lightning.pytorch.loggers import Logger
-from lightning_support import RateRecorder, TinyModule, regression_data, trainer
+from lightning_support import PointsLogger, RateRecorder, TinyModule, regression_data, trainer
 from references import reference_test
 from torch.utils.data import DataLoader
 
@@ -362,29 +361,6 @@ LIGHTNING_CONFIG = {"name": "hypergradient", "hypergrad_lr": 0.005, "warmup": 2}
 OPTIMIZER = {"name": "sgd", "lr": 0.01, "param_groups": [{"params": r"^net\.2\.", "lr": 0.02}]}
 
 
-class Probe(Logger):
-    """Records the rates ``LRLogger`` logs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.logged: list[tuple[int, tuple[float, ...]]] = []
-
-    @property
-    def name(self) -> str:
-        return "probe"
-
-    @property
-    def version(self) -> int:
-        return 0
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def log_metrics(self, metrics, step=None) -> None:
-        if "lr/SGD/pg0" in metrics:
-            self.logged.append((step, (metrics["lr/SGD/pg0"], metrics["lr/SGD/default"])))
-
-
 def plain_torch_rates(epochs: int) -> list[tuple[float, ...]]:
     """The same module, data and schedule in a plain torch loop (backward, step, schedule)."""
     pl.seed_everything(0, verbose=False)
@@ -412,7 +388,7 @@ def test_lightning_adapts_with_the_steps_own_gradient_and_logs_that_rate(via, tm
     closure), and ``LRLogger`` logs it, even when listed before the schedule's callback."""
     epochs = 2
     pl.seed_everything(0, verbose=False)
-    recorder, probe = RateRecorder(), Probe()
+    recorder, probe = RateRecorder(), PointsLogger()
     callbacks = [LRLogger(plan=False), recorder]
     if via == "helper":
         module = TinyModule(LIGHTNING_CONFIG, optimizer=OPTIMIZER)
@@ -426,5 +402,10 @@ def test_lightning_adapts_with_the_steps_own_gradient_and_logs_that_rate(via, tm
 
     expected = plain_torch_rates(epochs)
     assert [rates for _, rates, _ in recorder.rates] == expected
-    assert probe.logged == [(step, rates) for step, rates, _ in recorder.rates]
+    logged = [
+        (step, (m["lr/SGD/pg0"], m["lr/SGD/default"]))
+        for step, m in probe.points
+        if "lr/SGD/pg0" in m
+    ]
+    assert logged == [(step, rates) for step, rates, _ in recorder.rates]
     assert len({rates for rates in expected[2:]}) > 10  # it adapts: the rates move
