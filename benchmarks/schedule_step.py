@@ -14,13 +14,18 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from torch.optim import lr_scheduler as tls
 
 from lightning_lrsched import build_scheduler
+
+# Hugging Face transformers (a baseline here) lives in .venv/reference (scripts/setup-env.sh)
+sys.path.append(str(Path(sys.prefix) / "reference"))
 
 TARGETS = {1: 1.0, 100: 5.0}  # minimum ratio torch/ours per number of param groups
 BASE_LR = 0.1

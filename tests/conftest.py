@@ -1,10 +1,18 @@
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+
+# The parity references (Hugging Face transformers) live beside the environment, in
+# .venv/reference (scripts/setup-env.sh says why): on the tests' path only, never on that of the
+# processes they start.
+REFERENCE_DIR = Path(sys.prefix) / "reference"
+if REFERENCE_DIR.is_dir() and str(REFERENCE_DIR) not in sys.path:
+    sys.path.append(str(REFERENCE_DIR))
 
 # The suite runs many tiny models; one thread each is fastest on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
