@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import copy
 import math
-import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .errors import ConfigError
+from .random_state import random_state_kept
 from .spec import check_number
 
 SUGGESTIONS = ("valley", "steep", "minimum")
@@ -215,11 +215,8 @@ class _Snapshot:
         self.optimizer = optimizer
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.values = [p.detach().clone() for p in self.params]
+        # the group settings (rate, schedule-free's mode, ...) come back with the state dict
         self.optimizer_state = copy.deepcopy(optimizer.state_dict())
-        self.groups = copy.deepcopy(
-            [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
-        )
-        self.rng = _rng_states()
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -227,40 +224,11 @@ class _Snapshot:
                 module.load_state_dict(state)
             for param, value in zip(self.params, self.values, strict=True):
                 param.copy_(value)
-        self.optimizer.load_state_dict(self.optimizer_state)
-        if not self.optimizer_state["state"]:
-            self.optimizer.state.clear()  # load_state_dict keeps entries the sweep created
-        for group, saved in zip(self.optimizer.param_groups, self.groups, strict=True):
-            group.update(copy.deepcopy(saved))
-        _set_rng_states(self.rng)
+        self.optimizer.load_state_dict(self.optimizer_state)  # replaces state and settings
 
 
 def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
-
-
-def _rng_states() -> dict[str, Any]:
-    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    try:
-        import numpy
-
-        states["numpy"] = numpy.random.get_state()
-    except ImportError:  # pragma: no cover - numpy comes with torch's usual installs
-        pass
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    random.setstate(states["python"])
-    if "numpy" in states:
-        import numpy
-
-        numpy.random.set_state(states["numpy"])
-    if "cuda" in states:
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def sweep(
@@ -290,44 +258,58 @@ def sweep(
     stateful = [m for m in modules if isinstance(m, torch.nn.Module)]
     params = [p for group in optimizer.param_groups for p in group["params"]]
     snapshot = _Snapshot(stateful, optimizer)
-    train_mode = getattr(optimizer, "train", None)
-    if callable(train_mode):  # schedule-free optimizers step only in train mode (put back after)
-        train_mode()
     result = RangeTestResult(config)
-    batches = _cycled(batches)
-    average, best = 0.0, math.inf
-    try:
-        for i in range(config.num_steps):
-            rate = config.rate(i)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
+    with random_state_kept():  # dropout and shuffling in the sweep: training sees no trace
+        try:
+            train_mode = getattr(optimizer, "train", None)
+            if callable(train_mode):  # schedule-free optimizers step in train mode only
+                train_mode()
+            _sweep_steps(optimizer, params, loss_of, _cycled(batches), config, reduce, result)
+        finally:
             optimizer.zero_grad(set_to_none=True)
-            with torch.enable_grad():
-                loss = loss_of(next(batches))
-                loss.backward()
-            if reduce is not None:
-                loss = reduce(loss.detach())
-                for p in params:
-                    if p.grad is not None:
-                        p.grad.copy_(reduce(p.grad))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                result.stopped_early = True
-                break
-            optimizer.step()
-            average = config.beta * average + (1 - config.beta) * value
-            smooth = average / (1 - config.beta ** (i + 1))
-            result.lrs.append(rate)
-            result.losses.append(value)
-            result.smoothed.append(smooth)
-            if i > 0 and smooth > config.diverge_threshold * best:
-                result.stopped_early = True
-                break
-            best = min(best, smooth)
-    finally:
-        optimizer.zero_grad(set_to_none=True)
-        snapshot.restore()
+            snapshot.restore()
     return result
+
+
+def _sweep_steps(
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    loss_of: Callable[[Any], torch.Tensor],
+    batches: Iterator[Any],
+    config: RangeTestConfig,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None,
+    result: RangeTestResult,
+) -> None:
+    """The sweep itself: one training step per rate, recorded into ``result`` until the loss
+    diverges or the rates run out."""
+    average, best = 0.0, math.inf
+    for i in range(config.num_steps):
+        rate = config.rate(i)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        optimizer.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            loss = loss_of(next(batches))
+            loss.backward()
+        if reduce is not None:
+            loss = reduce(loss.detach())
+            for p in params:
+                if p.grad is not None:
+                    p.grad.copy_(reduce(p.grad))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            result.stopped_early = True
+            return
+        optimizer.step()
+        average = config.beta * average + (1 - config.beta) * value
+        smooth = average / (1 - config.beta ** (i + 1))
+        result.lrs.append(rate)
+        result.losses.append(value)
+        result.smoothed.append(smooth)
+        if i > 0 and smooth > config.diverge_threshold * best:
+            result.stopped_early = True
+            return
+        best = min(best, smooth)
 
 
 def _cycled(batches: Iterable[Any]) -> Any:

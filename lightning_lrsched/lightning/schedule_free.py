@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -23,6 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from ..errors import ConfigError
+from ..random_state import random_state_kept
 
 SCHEDULEFREE_EXTRA = "lightning-lrsched[schedulefree]"
 
@@ -151,24 +151,6 @@ def batch_inputs(batch: Any) -> Any:
     )
 
 
-@contextlib.contextmanager
-def _rng_kept() -> Iterator[None]:
-    """Leave Python's, NumPy's and torch's generators as they were (the recalibration passes
-    run dropout and draw their batches: training must not see a different random stream)."""
-    import numpy as np
-
-    state = (random.getstate(), np.random.get_state(), torch.get_rng_state())
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        random.setstate(state[0])
-        np.random.set_state(state[1])
-        torch.set_rng_state(state[2])
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-
-
 class ScheduleFreeModes(Callback):
     """Switch every schedule-free optimizer of the Trainer between train and eval mode where
     the ``schedulefree`` package requires it, and recalibrate BatchNorm statistics at ``x``.
@@ -286,7 +268,7 @@ class ScheduleFreeModes(Callback):
             return
         data = self._batches(trainer)
         training = {m: m.training for m in pl_module.modules()}
-        with _rng_kept(), torch.no_grad():
+        with random_state_kept(), torch.no_grad():
             pl_module.train()
             try:
                 for _, batch in zip(range(self.bn_batches), data, strict=False):

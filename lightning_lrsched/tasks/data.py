@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import random
 import uuid
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from ..errors import ConfigError
+from ..random_state import random_state_kept
 
 #: What ``pip install`` needs to add the training tasks' data packages.
 TASKS_EXTRA = "lightning-lrsched[tasks]"
@@ -227,12 +227,8 @@ def _generate_mnist1d(num_samples: int, seed: int) -> dict[str, np.ndarray]:
     args = get_dataset_args()
     args.num_samples = num_samples
     args.seed = seed
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
+    with random_state_kept():
         data = make_dataset(args)
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
     return {
         "x": data["x"].astype(np.float32),
         "y": data["y"].astype(np.int64),
