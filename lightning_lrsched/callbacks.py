@@ -4,8 +4,9 @@ range test), ``PlateauControl`` (feeds the plateau schedules that ``configure_op
 returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradient schedules
 before each update; added by itself too), ``ScheduleFreeModes`` (train/eval modes of
 schedule-free optimizers; added by itself too), ``SWAHandover`` (hands those schedules' rate
-over to Lightning's ``StochasticWeightAveraging``; added by the helper) and ``Preemption`` (a
-clean, resumable stop on a cluster's preemption signal)."""
+over to Lightning's ``StochasticWeightAveraging``; added by the helper), ``Preemption`` (a
+clean, resumable stop on a cluster's preemption signal) and ``StepMetrics`` with ``log_step``
+(every training step's loss and values to every logger, without a host sync per step)."""
 
 from .lightning.gradient_control import GradientControl
 from .lightning.lr_finder import LRFinder
@@ -15,6 +16,7 @@ from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 from .lightning.schedule_free import ScheduleFreeModes
+from .lightning.step_metrics import StepMetrics, log_step
 from .lightning.swa import SWAHandover
 
 __all__ = [
@@ -29,4 +31,6 @@ __all__ = [
     "RankGuard",
     "SWAHandover",
     "ScheduleFreeModes",
+    "StepMetrics",
+    "log_step",
 ]

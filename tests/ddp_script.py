@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lightning_support import PointsLogger, RateRecorder, TinyModule, regression_data
 from tracking_script import TrackedModule
 
-from lightning_lrsched.callbacks import LRLogger, LRSchedule, RankDivergenceError
+from lightning_lrsched.callbacks import LRLogger, LRSchedule, RankDivergenceError, StepMetrics
 from lightning_lrsched.lightning import attached_schedules
 from lightning_lrsched.tracking import MLflowTracker, RunTracking
 
@@ -102,6 +102,16 @@ class RankDataModule(TinyModule):
         return torch.utils.data.DataLoader(data, batch_size=self.batch_size)
 
 
+class LossRecorder(pl.Callback):
+    """This rank's own loss at each optimizer step (what StepMetrics averages over ranks)."""
+
+    def __init__(self) -> None:
+        self.losses: list[list[float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append([trainer.global_step - 1, float(outputs["loss"])])
+
+
 def run_case(case: dict[str, Any], out: Path) -> None:
     pl.seed_everything(0, verbose=False)
     case_dir = out / case["name"]
@@ -126,6 +136,11 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         probe = PointsLogger()  # not rank-zero-only: the calls every rank gets
         loggers = [CSVLogger(save_dir=case_dir / "logs", name="csv"), probe]
         callbacks.append(LRLogger())
+    losses = None
+    if case.get("step_metrics"):  # every step's loss averaged over the ranks, to a probe
+        probe, losses = PointsLogger(), LossRecorder()
+        loggers = [probe]
+        callbacks += [losses, StepMetrics({"loss": "loss_mean"}, every_n_steps=5, sync_dist=True)]
     if case.get("tracking_uri"):
         tracker = MLflowTracker(experiment_name=case["name"], tracking_uri=case["tracking_uri"])
         loggers = [tracker]
@@ -167,6 +182,10 @@ def run_case(case: dict[str, Any], out: Path) -> None:
         if probe is None
         else [step for step, m in probe.points if any(k.startswith("lr/") for k in m)],
         "run_id": None if tracker is None else tracker.version,
+        "own_losses": None if losses is None else losses.losses,
+        "logged_losses": None
+        if losses is None or probe is None
+        else [[step, m["loss_mean"]] for step, m in probe.points if "loss_mean" in m],
         "chosen_rates": scheduler.chosen_rates,
         "error": error,
     }

@@ -226,6 +226,7 @@ AUTO = {
     "max_epochs": EPOCHS,
     "offsets": ZERO,
     "rank_data": True,
+    "step_metrics": True,
     "helper": {"lr_finder": {"num_steps": 20, "skip_begin": 2, "skip_end": 2, "max_lr": 1.0}},
 }
 
@@ -383,6 +384,20 @@ def test_range_test_gives_every_rank_the_same_rate(ddp_run):
     peak = max(lrs[0] for _, lrs, _ in rank0["rates"])
     assert peak == pytest.approx(chosen, rel=0.05)
     assert rank0["rates"] == rank1["rates"]
+
+
+def test_step_metrics_sync_dist_logs_the_mean_over_ranks_at_every_step(ddp_run):
+    """``StepMetrics(sync_dist=True)``: each step's loss, averaged over the ranks (each saw its
+    own data) with one collective per flush, logged once, from rank zero, at its step."""
+    rank0, rank1 = ddp_run[1]["auto_helper"]
+    own0, own1 = rank0["own_losses"], rank1["own_losses"]
+    assert [s for s, _ in own0] == [s for s, _ in own1] == list(range(TOTAL))
+    assert all(a != b for (_, a), (_, b) in zip(own0, own1, strict=True))  # their own data
+    logged = rank0["logged_losses"]
+    assert [s for s, _ in logged] == list(range(TOTAL))
+    expected = [(a + b) / 2 for (_, a), (_, b) in zip(own0, own1, strict=True)]
+    assert [v for _, v in logged] == pytest.approx(expected, rel=1e-6)
+    assert rank1["logged_losses"] == []  # the loggers write from rank zero only
 
 
 def test_rank_guard_stops_every_rank_naming_the_first_difference(ddp_run):

@@ -90,6 +90,22 @@ def test_digits_loaders_batch_and_shuffle_training_only():
     assert torch.equal(*first)
 
 
+def test_loaders_fetch_whole_batches_equal_to_sample_by_sample():
+    """The splits hand the loader a batch per indexing (``__getitems__``): the same tensors, in
+    the same order, as torch's default sample-by-sample fetch and collate."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    dm = DigitsDataModule(batch_size=50)
+    for loader in (dm.train_dataloader(), dm.val_dataloader()):
+        plain = DataLoader(
+            TensorDataset(*loader.dataset.tensors), batch_size=50, sampler=loader.sampler
+        )
+        fetched, reference = list(loader), list(plain)
+        assert len(fetched) == len(reference) > 1
+        for (x, y), (x_ref, y_ref) in zip(fetched, reference, strict=True):
+            assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and x.dtype == x_ref.dtype
+
+
 @pytest.mark.parametrize(
     ("kwargs", "key"),
     [

@@ -6,6 +6,7 @@
 - ``gradient_control``: adapting hypergradient schedules to the gradients (``GradientControl``);
 - ``schedule_free``: train/eval modes of schedule-free optimizers (``ScheduleFreeModes``);
 - ``lr_logger``: ``LRLogger``;
+- ``step_metrics``: ``StepMetrics`` and ``log_step`` (per-step values, no host sync per step);
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
@@ -22,6 +23,7 @@ from .optimizers import build_optimizer
 from .plateau_control import PlateauControl
 from .schedule_free import ScheduleFreeModes
 from .scheduling import attached_schedules
+from .step_metrics import StepMetrics, log_step
 from .trainer_info import training_horizon
 
 __all__ = [
@@ -31,9 +33,11 @@ __all__ = [
     "LRSchedule",
     "PlateauControl",
     "ScheduleFreeModes",
+    "StepMetrics",
     "attached_schedules",
     "build_optimizer",
     "configure_optimizers",
     "find_lr",
+    "log_step",
     "training_horizon",
 ]

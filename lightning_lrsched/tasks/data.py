@@ -80,8 +80,28 @@ def _split_off(
     return np.sort(kept), np.sort(taken)
 
 
+class _BatchFetchedDataset(TensorDataset):
+    """A ``TensorDataset`` that hands a loader a whole batch with one indexing per tensor.
+
+    torch's loader calls ``__getitems__`` with a batch's indices when a dataset has it; read
+    one sample at a time and stacked by the default collate, a batch of 100 small signals cost
+    1.7 ms (about half of a MNIST-1D CNN step on one thread). The batch is already stacked, so
+    the loader's ``collate_fn`` is :func:`_fetched_batch`; the values are the same as the
+    default path's, bit for bit, in the same order (tested).
+    """
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return [tensor[index] for tensor in self.tensors]
+
+
+def _fetched_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The loader's ``collate_fn`` for :class:`_BatchFetchedDataset`: the batch as fetched."""
+    return batch
+
+
 def _dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-    return TensorDataset(
+    return _BatchFetchedDataset(
         torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.long)
     )
 
@@ -114,6 +134,7 @@ class _InMemoryDataModule(pl.LightningDataModule):
             sampler=self._shuffled(dataset) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            collate_fn=_fetched_batch if isinstance(dataset, _BatchFetchedDataset) else None,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..lightning.helper import configure_optimizers
 from ..lightning.lr_finder import resolve_auto_rates
 from ..lightning.optimizers import build_optimizer
+from ..lightning.step_metrics import StepMetrics
 from ..lightning.trainer_info import SCALE_MODES
 
 DEFAULT_OPTIMIZER: dict[str, Any] = {"name": "adamw", "lr": 1e-3}
@@ -139,8 +140,10 @@ class Classifier(pl.LightningModule):
     schedule at all).
 
     ``num_classes`` defaults to ``net.num_classes`` (the resolved value is saved). ``train_loss``
-    is logged per step and per epoch (loggers see ``train_loss_step`` and ``train_loss_epoch``;
-    ``trainer.callback_metrics["train_loss"]`` is the epoch mean). The network is not saved as a
+    is logged per step and per epoch by :class:`~lightning_lrsched.lightning.StepMetrics`,
+    which the module adds to the Trainer (loggers see ``train_loss_step`` at every optimizer
+    step and ``train_loss_epoch``, the mean of the epoch's steps;
+    ``trainer.callback_metrics["train_loss"]`` is that mean). The network is not saved as a
     hyperparameter: load a checkpoint with ``Classifier.load_from_checkpoint(path, net=...)``.
     """
 
@@ -194,9 +197,15 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> Any:
         x, y = batch
-        loss = self.criterion(self(x), y)
-        self.log("train_loss", loss, on_step=True, on_epoch=True, batch_size=len(y))
-        return loss
+        return self.criterion(self(x), y)  # logged by StepMetrics (configure_callbacks)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """``train_loss`` of every step, and its epoch mean, through :class:`StepMetrics`
+        (no host sync per step, unlike ``self.log``), unless the Trainer has one already."""
+        callbacks = self.trainer.callbacks if self._trainer is not None else []
+        if any(isinstance(callback, StepMetrics) for callback in callbacks):
+            return []
+        return [StepMetrics({"loss": "train_loss"}, on_epoch=True)]
 
     def _evaluate(
         self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, accuracy: MulticlassAccuracy
