@@ -5,7 +5,7 @@ each README's ``bash`` blocks, runs under bash with fake ``lrsched``, ``srun``, 
 ``python`` and ``nvidia-smi`` first on ``PATH``, which only record their arguments. Bash itself
 expands the variables (SLURM's, ``MASTER_ADDR``, ...), set here to values this machine can check
 (one CPU device per process), so what :func:`precheck` sees is what the script would launch.
-``compare.py`` runs against a real MLflow store written by two very short trainings.
+(``lrsched compare`` itself: tests/test_compare.py; on a real sweep's runs: test_sweeps.py.)
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def test_readme_commands_pass_precheck(
     done, calls = run_bash(["-c", command], fakes, tmp_path)
     assert done.returncode == 0, done.stderr
     launched = [o for o in map(train_overrides, calls) if o is not None]
-    if "compare.py" not in command:
+    if "lrsched compare" not in command:  # reads a store: tests/test_compare.py
         assert launched, f"{command}: launched no training: {calls}"
     for overrides in launched:
         checked(overrides)
@@ -275,18 +275,3 @@ def test_torchrun_script_refuses_without_its_settings(
     done, calls = run_bash([script], fakes, tmp_path)
     assert done.returncode != 0 and message in done.stderr
     assert not [c for c in calls if c[0] == "torchrun"]
-
-
-# -- compare.py on a real store ------------------------------------------------------------------
-
-
-# (compare.py on a real sweep's runs: test_sweeps.py)
-
-
-def test_compare_says_so_when_the_experiment_has_no_run(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(RECIPES / "compare_schedulers" / "compare.py"), "--tracking-uri",
-         f"sqlite:///{tmp_path}/absent.db"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode != 0 and "no MLflow store" in done.stderr + done.stdout

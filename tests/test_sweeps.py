@@ -95,11 +95,11 @@ def one_sweep(cwd: Path) -> Path:
 
 
 def test_multirun_over_strategies_is_one_experiment_that_compare_reads(
-    tmp_path: Path, existing_store
+    tmp_path: Path, existing_store, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The recipe ``compare_schedulers``: a ``-m`` sweep over strategies into one experiment
-    (one finished run per job, every step's rate in it), then ``compare.py`` reads the runs back
-    and draws them."""
+    (one finished run per job, every step's rate in it), then ``lrsched compare`` reads the runs
+    back and draws them."""
     existing_store(tmp_path)
     experiment = ["logger.experiment_name=compare-schedulers"]
     check(train("-m", f"scheduler={','.join(STRATEGIES)}", *SHORT, *experiment, cwd=tmp_path))
@@ -109,25 +109,35 @@ def test_multirun_over_strategies_is_one_experiment_that_compare_reads(
     for run in runs:  # every optimizer step's rate reached the run
         assert any(key.startswith("lr/") for key in run.data.metrics), run.data.metrics
 
-    out = tmp_path / "curves.png"
-    compare = RECIPES / "compare_schedulers" / "compare.py"
-    done = subprocess.run(
-        [sys.executable, str(compare), "--out", str(out)],
-        cwd=tmp_path, env=app_env(), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert lines[0].split() == ["strategy", "val_acc", "test_acc", "run"]
-    # each row: the strategy and its key parameters (e.g. "constant warmup=5%"), val_acc,
-    # test_acc, the run's id
-    rows = [line.split() for line in lines[1 : 1 + len(STRATEGIES)]]
-    assert sorted(row[0] for row in rows) == sorted(STRATEGIES)
-    val_acc = [float(row[-3]) for row in rows]
+    from lightning_lrsched.app.cli import main
+
+    out = tmp_path / "compared"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    argv = [
+        "compare",
+        "--tracking-uri",
+        uri,
+        "--experiment",
+        "compare-schedulers",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| group | runs | final median | final min | best median |")
+    # one group per strategy (one seed each), named by what it is: best final val_acc first
+    rows = [line.strip("| ").split(" | ") for line in lines[2 : 2 + len(STRATEGIES)]]
+    assert sorted(row[0].split(" · ")[1].split()[0] for row in rows) == sorted(STRATEGIES)
+    assert all(row[1] == "1" for row in rows)
+    val_acc = [float(row[2]) for row in rows]
     assert val_acc == sorted(val_acc, reverse=True)
-    assert all(0 <= float(row[-2]) <= 1 for row in rows)
-    assert {row[-1] for row in rows} == {run.info.run_id[:8] for run in runs}
-    assert lines[1 + len(STRATEGIES)] == f"wrote {out}"
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+    finals = {
+        run.info.run_name.removesuffix(" · seed 0"): run.data.metrics["val_acc"] for run in runs
+    }
+    assert {row[0]: float(row[2]) for row in rows} == pytest.approx(finals, abs=5e-5)
+    assert lines[2 + len(STRATEGIES) :] == [f"wrote {out}/compare.md", f"wrote {out}/compare.png"]
+    png = (out / "compare.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
 
 def trial(lr: str, scheduler: str, warmup: str) -> tuple[float, str, str]:

@@ -679,7 +679,7 @@ def test_csv_logger_writes_metrics_and_no_store(tmp_path, capfd):
     assert steps == list(range(2 * _digits_steps_per_epoch()))  # every optimizer step
 
 
-def test_plateau_with_warmup(tmp_path, capfd, monkeypatch):
+def test_plateau_with_warmup_under_its_run_name_and_tags(tmp_path, capfd, monkeypatch):
     store = tmp_path / "tracked.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     argv = ["scheduler=plateau", "scheduler.warmup=5", "optimizer.lr=0.005", "trainer.max_epochs=2"]
@@ -688,6 +688,12 @@ def test_plateau_with_warmup(tmp_path, capfd, monkeypatch):
     assert store.exists() and not (tmp_path / "mlflow.db").exists()  # the variable is honoured
     tracked = _one_run(store)
     assert tracked.info.status == "FINISHED"
+    # named by what it is (lightning_lrsched.app.run_names): plateau's option file sets patience
+    group = "digits_mlp · plateau patience=2 warmup=5 · adamw lr=0.005"
+    assert tracked.info.run_name == f"{group} · seed 0"
+    tags = tracked.data.tags
+    assert (tags["lrsched.group"], tags["lrsched.seed"]) == (group, "0")
+    assert tags["lrsched.schedule"] == "plateau patience=2 warmup=5"
     key = next(k for k in tracked.data.metrics if k.startswith("lr/"))
     rates = [v for _, v in _history(store, tracked.info.run_id, key)]
     assert len(rates) == 2 * _digits_steps_per_epoch()
@@ -696,7 +702,7 @@ def test_plateau_with_warmup(tmp_path, capfd, monkeypatch):
     assert rates[5:] == pytest.approx([0.005] * (len(rates) - 5), rel=1e-9)
 
 
-def test_find_lr_prints_plots_and_tracks_the_sweep(tmp_path, capfd):
+def test_find_lr_prints_plots_and_tracks_the_sweep_under_a_run_name(tmp_path, capfd):
     """``lrsched find-lr`` on the training config: the suggestions, the override that uses one,
     the plot beside the job's outputs and in MLflow, the sweep's points in a run of its own."""
     from lightning_lrsched.app import find_lr
@@ -714,6 +720,8 @@ def test_find_lr_prints_plots_and_tracks_the_sweep(tmp_path, capfd):
     run = _one_run(tmp_path / "mlflow.db")
     assert run.info.status == "FINISHED"
     assert run.data.tags["lrsched.kind"] == "range_test"
+    assert run.info.run_name == "digits_mlp · range test · adamw · seed 0"
+    assert run.data.tags["lrsched.group"] == "digits_mlp · range test · adamw"
     assert float(run.data.params["lr_finder/valley"]) == pytest.approx(rate, rel=1e-3)
     losses = _history(tmp_path / "mlflow.db", run.info.run_id, "lr_finder/loss")
     assert 3 <= len(losses) <= 40 and [s for s, _ in losses] == list(range(len(losses)))

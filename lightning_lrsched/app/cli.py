@@ -1,5 +1,5 @@
-"""The ``lrsched`` command line: ``train``, ``find-lr``, ``list``, ``plot <name> [key=value ...]``
-and ``send``.
+"""The ``lrsched`` command line: ``train``, ``find-lr``, ``list``, ``plot <name> [key=value ...]``,
+``send`` and ``compare``.
 
 ``key=value`` overrides are read as Hydra reads them: ``gamma=0.5``, ``eta_min=1e-4``,
 ``three_phase=true``, ``warmup=5%``, ``milestones=[30ep,60ep]``,
@@ -238,6 +238,62 @@ def run_send(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def run_compare(args: argparse.Namespace) -> int:
+    """Compare an experiment's finished runs (see :mod:`.compare`); print the groups table and
+    the files written."""
+    from .compare import compare
+
+    table, written = compare(
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        filter_string=args.filter,
+        metric=args.metric,
+        mode=args.mode,
+        target=args.target,
+        smooth=args.smooth,
+        baseline=args.baseline,
+        latest=args.latest,
+        log_lr=args.log_lr,
+        out=args.out,
+    )
+    print(table)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _add_compare(commands: Any) -> None:
+    from .compare import DEFAULT_EXPERIMENT, DEFAULT_METRIC, DEFAULT_SMOOTH
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare an MLflow experiment's finished runs, per run and per group of seeds",
+        description="Read the experiment's finished runs back from the MLflow store; write "
+        "compare.md (groups of seeds, then runs) and compare.png (learning rates; the metric, "
+        "median over seeds with a min-max band) to --out.",
+        epilog="example: lrsched compare --experiment compare-schedulers --target 0.95 "
+        "--baseline cosine",
+    )
+    compare.add_argument(
+        "--experiment", default=DEFAULT_EXPERIMENT, help=f"default {DEFAULT_EXPERIMENT}"
+    )
+    compare.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    compare.add_argument("--filter", help="an MLflow filter string, e.g. \"params.seed = '0'\"")
+    compare.add_argument("--metric", default=DEFAULT_METRIC, help=f"default {DEFAULT_METRIC}")
+    compare.add_argument("--mode", help="max or min (default: min for a loss or error, else max)")
+    compare.add_argument("--target", help="the value to reach (steps and time to it)")
+    compare.add_argument(
+        "--smooth",
+        default=str(DEFAULT_SMOOTH),
+        help=f"reached when the mean of this many evaluations is (default {DEFAULT_SMOOTH})",
+    )
+    compare.add_argument("--baseline", help="a group (or a unique part of its name)")
+    compare.add_argument("--latest", action="store_true", help="only the newest run of each name")
+    compare.add_argument("--log-lr", action="store_true", help="logarithmic learning-rate axis")
+    compare.add_argument("--out", help="directory to write (default ./compare-<experiment>)")
+    compare.set_defaults(run=run_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``lrsched`` argument parser (its errors raise :class:`UsageError`)."""
     from ..preview import OPTIMIZERS  # imported here: `lrsched train` hands over before this
@@ -282,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sending.add_argument("--tracking-uri", help="send to this store instead of the run's own")
     sending.set_defaults(run=run_send)
+    _add_compare(commands)
     return parser
 
 

@@ -23,6 +23,7 @@ from ..lightning.scheduling import build_for_horizon
 from ..lightning.trainer_info import lr_scale, why_unbounded
 from ..tasks.data import MissingExtraError
 from .horizon import horizon, quiet_lightning, relaunches_command
+from .run_names import run_name, run_tags
 
 LIGHTNING_CKPT_PATHS = ("last", "best", "hpc", "registry")  # names Trainer.fit resolves itself
 
@@ -280,6 +281,8 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
                 extra["run_id"] = saved_run_id(plain["ckpt_path"])
         if "save_dir" in plain["logger"] and not plain["logger"]["save_dir"]:
             extra["save_dir"] = _output_dir()
+        if "run_name" in plain["logger"] and not plain["logger"]["run_name"]:
+            extra["run_name"] = run_name(plain, _experiment_choice())
         logger = _instantiate(cfg.logger, "logger", **extra)
     callbacks = [
         _instantiate(node, f"callbacks.{name}")
@@ -338,6 +341,8 @@ def find_lr_and_report(cfg: DictConfig, checked: Checked) -> float:
             extra["tracking_uri"] = checked.tracking_uri
         if "save_dir" in plain["logger"] and not plain["logger"]["save_dir"]:
             extra["save_dir"] = _output_dir()
+        if "run_name" in plain["logger"] and not plain["logger"]["run_name"]:
+            extra["run_name"] = run_name(plain, _experiment_choice(), range_test=True)
         logger = _instantiate(cfg.logger, "logger", **extra)
     finder = LRFinder(**(plain.get("lr_finder") or {}))
     # No training step: fit() runs the test when fitting starts (on_fit_start), then stops.
@@ -351,7 +356,7 @@ def find_lr_and_report(cfg: DictConfig, checked: Checked) -> float:
     if logger and trainer.is_global_zero:
         logger.log_hyperparams(_without_hydra(plain))
         if hasattr(logger, "set_tags"):
-            tags = _run_tags(plain, trainer.world_size)
+            tags = _run_tags(plain, trainer.world_size, range_test=True)
             tags["lrsched.kind"] = "range_test"
             logger.set_tags(tags)
     trainer.fit(module, datamodule=_instantiate(cfg.data, "data"))
@@ -385,11 +390,22 @@ def _output_dir() -> str:
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else os.getcwd()
 
 
-def _run_tags(plain: dict[str, Any], world_size: int) -> dict[str, str]:
-    """MLflow tags: the strategy, the world size, the git commit if any."""
+def _experiment_choice() -> str | None:
+    """The ``experiment=`` option the job was composed with (None outside Hydra)."""
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("experiment")
+
+
+def _run_tags(
+    plain: dict[str, Any], world_size: int, *, range_test: bool = False
+) -> dict[str, str]:
+    """MLflow tags: the strategy, the world size, the git commit if any; the group (the run's
+    name without its seed), the seed and the strategy's key parameters (see :mod:`.run_names`)."""
     tags = {
         "lrsched.strategy": str((plain.get("scheduler") or {}).get("name", "none")),
         "lrsched.world_size": str(world_size),
+        **run_tags(plain, _experiment_choice(), range_test=range_test),
     }
     commit = _git_commit()
     if commit:
