@@ -90,6 +90,20 @@ def test_digits_loaders_batch_and_shuffle_training_only():
     assert torch.equal(*first)
 
 
+def test_validate_on_test_evaluates_the_test_split_and_trains_on_the_rest(mnist1d_dir):
+    digits = DigitsDataModule(validate_on="test")
+    digits.setup("fit")
+    assert len(digits.val_set) == 0 and len(digits.train_set) + len(digits.test_set) == 1797
+    (x, _), (x_test, _) = next(iter(digits.val_dataloader())), next(iter(digits.test_dataloader()))
+    assert torch.equal(x, x_test)
+    signals = MNIST1DDataModule(validate_on="test", cache_dir=mnist1d_dir)
+    signals.setup("fit")
+    assert len(signals.train_set) == 4000  # the reference protocol
+    assert len(signals.val_dataloader().dataset) == 1000
+    with pytest.raises(ConfigError, match="validate_on"):
+        DigitsDataModule(validate_on="train")
+
+
 def test_loaders_fetch_whole_batches_equal_to_sample_by_sample():
     """The splits hand the loader a batch per indexing (``__getitems__``): the same tensors, in
     the same order, as torch's default sample-by-sample fetch and collate."""

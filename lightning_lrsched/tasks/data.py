@@ -59,6 +59,11 @@ def _import_extra(module: str, package: str) -> ModuleType:
 MNIST1D_REFERENCE_SEED = 42
 
 
+# what validation evaluates: the validation split, or (a benchmark's protocol: accuracy on the
+# test set as training goes, no validation split taken from the training data) the test split
+VALIDATE_ON = ("val", "test")
+
+
 def _check_int(key: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(key, value, f"must be a whole number >= {minimum}")
@@ -111,12 +116,17 @@ class _InMemoryDataModule(pl.LightningDataModule):
 
     num_classes = 10
 
-    def __init__(self, batch_size: int, num_workers: int) -> None:
+    def __init__(self, batch_size: int, num_workers: int, validate_on: str = "val") -> None:
         super().__init__()
         _check_int("batch_size", batch_size, 1)
         _check_int("num_workers", num_workers, 0)
+        if validate_on not in VALIDATE_ON:
+            raise ConfigError(
+                "validate_on", validate_on, f"must be one of {', '.join(VALIDATE_ON)}"
+            )
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.validate_on = validate_on
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
@@ -154,6 +164,8 @@ class _InMemoryDataModule(pl.LightningDataModule):
         return DistributedSampler(dataset, replicas, rank, shuffle=True, seed=seed)
 
     def val_dataloader(self) -> DataLoader:
+        if self.validate_on == "test":  # a benchmark's protocol: the test set, evaluated often
+            return self.test_dataloader()
         if self.val_set is None:
             self.setup("fit")
         return self._loader(self.val_set, shuffle=False)
@@ -168,7 +180,8 @@ class DigitsDataModule(_InMemoryDataModule):
     """scikit-learn's ``load_digits``: 1797 8×8 images of the digits 0-9, flattened to 64 features.
 
     The split is stratified and depends only on ``seed``: ``test_fraction`` and ``val_fraction``
-    of the whole set go to test and validation. Every feature is standardized with the training
+    of the whole set go to test and validation (``validate_on="test"``: no validation split;
+    validation evaluates the test split). Every feature is standardized with the training
     split's mean and standard deviation (constant pixels are only centred); the statistics are
     kept as ``mean`` and ``std``.
     """
@@ -182,8 +195,9 @@ class DigitsDataModule(_InMemoryDataModule):
         test_fraction: float = 0.2,
         seed: int = 0,
         num_workers: int = 0,
+        validate_on: str = "val",
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, validate_on)
         _check_fraction("val_fraction", val_fraction)
         _check_fraction("test_fraction", test_fraction)
         if val_fraction + test_fraction >= 1:
@@ -207,7 +221,11 @@ class DigitsDataModule(_InMemoryDataModule):
         load_digits = _import_extra("sklearn.datasets", "scikit-learn").load_digits
         x, y = load_digits(return_X_y=True)
         rest, test = _split_off(y, np.arange(len(y)), self.test_fraction, self.seed)
-        train, val = _split_off(y, rest, self.val_fraction / (1 - self.test_fraction), self.seed)
+        if self.validate_on == "test":
+            train, val = rest, rest[:0]
+        else:
+            fraction = self.val_fraction / (1 - self.test_fraction)
+            train, val = _split_off(y, rest, fraction, self.seed)
         self.mean = x[train].mean(axis=0)
         std = x[train].std(axis=0)
         self.std = np.where(std > 0, std, 1.0)
@@ -294,7 +312,9 @@ class MNIST1DDataModule(_InMemoryDataModule):
     The data are generated offline with the reference generator and cached (see
     :func:`load_mnist1d`); ``num_samples=5000`` and ``dataset_seed=42`` reproduce the reference
     set, whose 1000 test signals are the test split here. ``val_fraction`` of the reference's
-    4000 training signals (stratified, chosen by ``seed``) become the validation split.
+    4000 training signals (stratified, chosen by ``seed``) become the validation split; with
+    ``validate_on="test"`` (the reference protocol) all 4000 are trained on and validation
+    evaluates the test split.
     ``cache_dir`` defaults to :func:`default_cache_dir`.
     """
 
@@ -309,8 +329,9 @@ class MNIST1DDataModule(_InMemoryDataModule):
         cache_dir: str | None = None,
         num_workers: int = 0,
         dataset_seed: int = MNIST1D_REFERENCE_SEED,
+        validate_on: str = "val",
     ) -> None:
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, validate_on)
         _check_int("seed", seed, 0)
         _check_int("num_samples", num_samples, 10)
         _check_fraction("val_fraction", val_fraction)
@@ -332,7 +353,10 @@ class MNIST1DDataModule(_InMemoryDataModule):
             return
         data = load_mnist1d(self.num_samples, self.dataset_seed, self.cache_dir)
         x, y = data["x"], data["y"]
-        train, val = _split_off(y, np.arange(len(y)), self.val_fraction, self.seed)
+        if self.validate_on == "test":  # the reference protocol: all 4000 to train on
+            train, val = np.arange(len(y)), np.arange(0)
+        else:
+            train, val = _split_off(y, np.arange(len(y)), self.val_fraction, self.seed)
         self.train_set = _dataset(x[train], y[train])
         self.val_set = _dataset(x[val], y[val])
         self.test_set = _dataset(data["x_test"], data["y_test"])

@@ -14,6 +14,7 @@ class DigitsConfig:
     test_fraction: float = 0.2
     seed: int = 0
     num_workers: int = 0
+    validate_on: str = "val"  # val | test (validation evaluates the test split)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class MNIST1DConfig:
     val_fraction: float = 0.1
     cache_dir: str | None = None
     num_workers: int = 0
+    validate_on: str = "val"  # val | test (the reference protocol: train on all 4000)
 
 
 @dataclass
