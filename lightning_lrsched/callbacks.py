@@ -4,8 +4,9 @@ range test), ``PlateauControl`` (feeds the plateau schedules that ``configure_op
 returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradient schedules
 before each update; added by itself too), ``ScheduleFreeModes`` (train/eval modes of
 schedule-free optimizers; added by itself too), ``SWAHandover`` (hands those schedules' rate
-over to Lightning's ``StochasticWeightAveraging``; added by the helper) and ``Preemption`` (a
-clean, resumable stop on a cluster's preemption signal)."""
+over to Lightning's ``StochasticWeightAveraging``; added by the helper), ``Preemption`` (a
+clean, resumable stop on a cluster's preemption signal) and ``RateProgressBar`` (Lightning's
+tqdm bar with the current learning rate)."""
 
 from .lightning.gradient_control import GradientControl
 from .lightning.lr_finder import LRFinder
@@ -13,6 +14,7 @@ from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
+from .lightning.progress import RateProgressBar
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 from .lightning.schedule_free import ScheduleFreeModes
 from .lightning.swa import SWAHandover
@@ -27,6 +29,7 @@ __all__ = [
     "Preemption",
     "RankDivergenceError",
     "RankGuard",
+    "RateProgressBar",
     "SWAHandover",
     "ScheduleFreeModes",
 ]

@@ -6,6 +6,7 @@
 - ``gradient_control``: adapting hypergradient schedules to the gradients (``GradientControl``);
 - ``schedule_free``: train/eval modes of schedule-free optimizers (``ScheduleFreeModes``);
 - ``lr_logger``: ``LRLogger``;
+- ``progress``: ``RateProgressBar``, the tqdm progress bar with the current rate;
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
@@ -20,6 +21,7 @@ from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
 from .optimizers import build_optimizer
 from .plateau_control import PlateauControl
+from .progress import RateProgressBar
 from .schedule_free import ScheduleFreeModes
 from .scheduling import attached_schedules
 from .trainer_info import training_horizon
@@ -30,6 +32,7 @@ __all__ = [
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
+    "RateProgressBar",
     "ScheduleFreeModes",
     "attached_schedules",
     "build_optimizer",
