@@ -133,7 +133,9 @@ def _sweep_bar(
     from .progress import format_rate
 
     progress = trainer.progress_bar_callback
-    if progress is None or not progress.is_enabled or not trainer.is_global_zero:
+    # is_enabled: TQDM's and Rich's bars; the ProgressBar base class has none
+    enabled = progress is not None and getattr(progress, "is_enabled", True)
+    if not enabled or not trainer.is_global_zero:
         yield None
         return
     from tqdm import tqdm
