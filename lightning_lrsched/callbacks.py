@@ -5,8 +5,9 @@ returned; the helper adds it by itself), ``GradientControl`` (adapts hypergradie
 before each update; added by itself too), ``ScheduleFreeModes`` (train/eval modes of
 schedule-free optimizers; added by itself too), ``SWAHandover`` (hands those schedules' rate
 over to Lightning's ``StochasticWeightAveraging``; added by the helper), ``Preemption`` (a
-clean, resumable stop on a cluster's preemption signal) and ``StepMetrics`` with ``log_step``
-(every training step's loss and values to every logger, without a host sync per step)."""
+clean, resumable stop on a cluster's preemption signal), ``StepMetrics`` with ``log_step``
+(every training step's loss and values to every logger, without a host sync per step) and
+``RateProgressBar`` (Lightning's tqdm bar with the current learning rate)."""
 
 from .lightning.gradient_control import GradientControl
 from .lightning.lr_finder import LRFinder
@@ -14,6 +15,7 @@ from .lightning.lr_logger import LRLogger
 from .lightning.lr_schedule import LRSchedule
 from .lightning.plateau_control import PlateauControl
 from .lightning.preemption import Preempted, Preemption
+from .lightning.progress import RateProgressBar
 from .lightning.rank_guard import RankDivergenceError, RankGuard
 from .lightning.schedule_free import ScheduleFreeModes
 from .lightning.step_metrics import StepMetrics, log_step
@@ -29,6 +31,7 @@ __all__ = [
     "Preemption",
     "RankDivergenceError",
     "RankGuard",
+    "RateProgressBar",
     "SWAHandover",
     "ScheduleFreeModes",
     "StepMetrics",

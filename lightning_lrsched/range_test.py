@@ -239,6 +239,7 @@ def sweep(
     config: RangeTestConfig | None = None,
     *,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_step: Callable[[int, float, float, float], None] | None = None,
     **settings: Any,
 ) -> RangeTestResult:
     """Run the range test and put everything back; return its points and suggestions.
@@ -251,6 +252,8 @@ def sweep(
     ``mode``, ``beta``, ``diverge_threshold``, ``suggestion``, ``skip_begin``, ``skip_end``):
     see :class:`RangeTestConfig`. ``reduce`` (distributed training) turns each step's loss and
     gradients into their mean over processes, so every process sweeps the same curve.
+    ``on_step(i, rate, loss, smoothed)``, if given, is called after each recorded step (a
+    progress bar's hook; it must not touch the model or the optimizer).
     """
     config = config or RangeTestConfig(**settings)
     if isinstance(modules, torch.nn.Module):
@@ -264,7 +267,9 @@ def sweep(
             train_mode = getattr(optimizer, "train", None)
             if callable(train_mode):  # schedule-free optimizers step in train mode only
                 train_mode()
-            _sweep_steps(optimizer, params, loss_of, _cycled(batches), config, reduce, result)
+            _sweep_steps(
+                optimizer, params, loss_of, _cycled(batches), config, reduce, result, on_step
+            )
         finally:
             optimizer.zero_grad(set_to_none=True)
             snapshot.restore()
@@ -279,6 +284,7 @@ def _sweep_steps(
     config: RangeTestConfig,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None,
     result: RangeTestResult,
+    on_step: Callable[[int, float, float, float], None] | None = None,
 ) -> None:
     """The sweep itself: one training step per rate, recorded into ``result`` until the loss
     diverges or the rates run out."""
@@ -306,6 +312,8 @@ def _sweep_steps(
         result.lrs.append(rate)
         result.losses.append(value)
         result.smoothed.append(smooth)
+        if on_step is not None:
+            on_step(i, rate, value, smooth)
         if i > 0 and smooth > config.diverge_threshold * best:
             result.stopped_early = True
             return

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..adapter import check_plan_change
 from ..errors import ConfigError, blamed_key
 from ..lightning.optimizers import build_optimizer
+from ..lightning.progress import with_rate_progress_bar
 from ..lightning.scheduling import build_for_horizon
 from ..lightning.trainer_info import lr_scale, why_unbounded
 from ..tasks.data import MissingExtraError
@@ -289,6 +290,8 @@ def train_and_report(cfg: DictConfig, checked: Checked) -> float:
         for name, node in (cfg.get("callbacks") or {}).items()
         if node is not None
     ]
+    # the bar with the rate, unless trainer.enable_progress_bar=false or a bar of the user's own
+    callbacks = with_rate_progress_bar(callbacks, plain["trainer"].get("enable_progress_bar", True))
     options: dict[str, Any] = {"logger": logger, "callbacks": callbacks}
     if not plain["trainer"].get("default_root_dir"):
         options["default_root_dir"] = root  # checkpoints go there

@@ -7,6 +7,7 @@
 - ``schedule_free``: train/eval modes of schedule-free optimizers (``ScheduleFreeModes``);
 - ``lr_logger``: ``LRLogger``;
 - ``step_metrics``: ``StepMetrics`` and ``log_step`` (per-step values, no host sync per step);
+- ``progress``: ``RateProgressBar``, the tqdm progress bar with the current rate;
 - ``lr_finder``: ``LRFinder`` and ``find_lr`` (the range test in a fit; ``"auto"`` rates);
 - ``optimizers``: ``build_optimizer`` from a config;
 - ``scheduling``: a schedule built with the Trainer's horizon; the schedules a Trainer runs;
@@ -21,6 +22,7 @@ from .lr_logger import LRLogger
 from .lr_schedule import LRSchedule
 from .optimizers import build_optimizer
 from .plateau_control import PlateauControl
+from .progress import RateProgressBar
 from .schedule_free import ScheduleFreeModes
 from .scheduling import attached_schedules
 from .step_metrics import StepMetrics, log_step
@@ -32,6 +34,7 @@ __all__ = [
     "LRLogger",
     "LRSchedule",
     "PlateauControl",
+    "RateProgressBar",
     "ScheduleFreeModes",
     "StepMetrics",
     "attached_schedules",

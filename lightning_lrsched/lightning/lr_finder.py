@@ -6,7 +6,8 @@ to every logger: the suggestions as hyperparameters (``lr_finder/<method>``,
 ``lr_finder/suggestion``), the sweep's points as metrics (``lr_finder/lr``,
 ``lr_finder/loss``, ``lr_finder/loss_smoothed`` at sweep steps 0, 1, ...) and the plot as a
 figure (``lr_finder/range_test.png`` in MLflow) and ``lr_finder.png`` in the Trainer's
-``default_root_dir``.
+``default_root_dir``. While it sweeps, a progress bar shows each step's rate and smoothed loss
+when the Trainer shows one (``enable_progress_bar``), on global rank zero.
 Under DDP each step's loss and gradients are averaged over the processes, so every process
 sweeps the same curve, and rank 0's suggestion is broadcast: every rank takes the same rate.
 """
@@ -14,7 +15,8 @@ sweeps the same curve, and rank 0's suggestion is broadcast: every rank takes th
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,14 +112,50 @@ def find_lr(
 
     module.train()
     try:
-        with _logging_muted(module):
+        with _logging_muted(module), _sweep_bar(trainer, config) as on_step:
             result = sweep(
                 module, optimizer, loss_of, training_batches(trainer, module), config,
-                reduce=reduce,
+                reduce=reduce, on_step=on_step,
             )  # fmt: skip
     finally:
         module.train(was_training)
     return strategy.broadcast(result, src=0)
+
+
+@contextlib.contextmanager
+def _sweep_bar(
+    trainer: pl.Trainer, config: RangeTestConfig
+) -> Iterator[Callable[[int, float, float, float], None] | None]:
+    """A tqdm bar over the sweep's steps with the rate and the smoothed loss (the sweep's
+    ``on_step``), where the Trainer shows a progress bar: it has one, enabled (Lightning
+    disables it on ranks other than zero), and this is global rank zero. The sweep runs outside
+    Lightning's loops, so their bar would stand still meanwhile."""
+    from .progress import format_rate
+
+    progress = trainer.progress_bar_callback
+    # is_enabled: TQDM's and Rich's bars; the ProgressBar base class has none
+    enabled = progress is not None and getattr(progress, "is_enabled", True)
+    if not enabled or not trainer.is_global_zero:
+        yield None
+        return
+    from tqdm import tqdm
+
+    # stdout, as Lightning's own bars
+    bar = tqdm(total=config.num_steps, desc="range test", unit="step", file=sys.stdout)
+
+    def on_step(i: int, rate: float, loss: float, smoothed: float) -> None:
+        bar.set_postfix_str(f"lr={format_rate(rate)}, loss={smoothed:.4g}", refresh=False)
+        bar.update(1)
+
+    try:
+        yield on_step
+    except BaseException:
+        bar.close()
+        raise
+    if bar.n < config.num_steps:  # the sweep stopped early
+        shown = f"{bar.postfix}, " if bar.postfix else ""
+        bar.set_postfix_str(f"{shown}stopped: the loss diverged", refresh=False)
+    bar.close()
 
 
 def report(

@@ -97,7 +97,7 @@ class TrainerConfig:
     deterministic: bool = False
     log_every_n_steps: int = 1  # our tracking is cheap enough to keep every step
     num_sanity_val_steps: int = 0
-    enable_progress_bar: bool = False
+    enable_progress_bar: bool = True  # the app adds RateProgressBar (the rate) unless false
     enable_model_summary: bool = False
     default_root_dir: str | None = None
 
