@@ -245,6 +245,8 @@ def run_multirun(
         f"logger.tracking_uri={uri}",
         "trainer.enable_progress_bar=false",  # parallel jobs: this script shows the progress
         "callbacks.run_tracking.plots=false",  # the report draws the curves, from the store
+        # the rate of every step (the report draws it) and the loss; not momentum, weight decay
+        "callbacks.lr_logger.momentum=false",
         "callbacks.lr_logger.weight_decay=false",
         *extra,
     ]  # fmt: skip

@@ -322,10 +322,10 @@ def test_trainer_run_logs_every_step_once_with_params_and_plots(in_tmp):
 
     # A later stage (here validate) logs to the same run through the same writer process:
     # starting another would cost a second MLflow import.
-    writers = writer_processes(run.info.run_id)
+    writers = writer_processes(uri)
     assert len(writers) == 1, writers
     fit.validate(module)
-    assert writer_processes(run.info.run_id) == writers
+    assert writer_processes(uri) == writers
     (run,) = runs_of(client, "steps")
     assert run.info.status == "FINISHED"
     assert "val_loss" in run.data.metrics
@@ -342,23 +342,52 @@ def test_idle_writer_process_ends_and_a_later_point_starts_another(tmp_path, exi
     writer = MetricWriter(uri, run_id, flush_interval=0.05, keep_alive=1.0)
     writer.put({"x": 1.0}, step=0)
     assert writer.flush(timeout=60)
-    assert len(writer_processes(run_id)) == 1
+    assert len(writer_processes(uri)) == 1
     deadline = time.monotonic() + 30
-    while writer_processes(run_id) and time.monotonic() < deadline:
+    while writer_processes(uri) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert writer_processes(run_id) == [], "the idle writer process is still there"
+    assert writer_processes(uri) == [], "the idle writer process is still there"
     writer.put({"x": 2.0}, step=1)
     assert writer.close(timeout=60)
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "x")] == [
         (0, 1.0),
         (1, 2.0),
     ]
-    assert writer_processes(run_id) == []
+    assert writer_processes(uri) == []
 
 
-def writer_processes(run_id: str) -> list[int]:
+def test_runs_one_after_another_share_one_writer_process(tmp_path, existing_store):
+    """A sweep's jobs in one process (or a notebook's fits) write through one writer process
+    per store: no MLflow import per run. Each run's points and counts stay its own; the process
+    ends when the last writer closes."""
+    from lightning_lrsched.tracking.writer import MetricWriter
+
+    uri = sqlite_uri(existing_store(tmp_path))
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("shared")
+    runs = [client.create_run(experiment).info.run_id for _ in range(2)]
+    first = MetricWriter(uri, runs[0], flush_interval=0.05)
+    for step in range(3):
+        first.put({"x": float(step)}, step=step)
+    assert first.flush(timeout=60)
+    (pid,) = writer_processes(uri)
+    second = MetricWriter(uri, runs[1], flush_interval=0.05)
+    second.put({"x": 10.0, "y": 1.0}, step=0)
+    assert second.flush(timeout=60)
+    assert writer_processes(uri) == [pid]
+    assert (first.written, second.written) == (3, 2)
+    assert first.close(timeout=60)
+    assert writer_processes(uri) == [pid]  # the second run still uses it
+    second.put({"x": 11.0}, step=1)
+    assert second.close(timeout=60)
+    assert writer_processes(uri) == []
+    assert [m.value for m in client.get_metric_history(runs[0], "x")] == [0.0, 1.0, 2.0]
+    assert [m.value for m in client.get_metric_history(runs[1], "x")] == [10.0, 11.0]
+
+
+def writer_processes(uri: str) -> list[int]:
     """The pids of this process's MLflow writer processes (``lightning_lrsched.tracking.sink``)
-    for ``run_id``."""
+    for the store ``uri``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -372,7 +401,7 @@ def writer_processes(run_id: str) -> list[int]:
         if (
             parent == os.getpid()
             and b"lightning_lrsched.tracking.sink" in command
-            and run_id.encode() in command
+            and uri.encode() in command
         ):
             found.append(int(entry.name))
     return sorted(found)

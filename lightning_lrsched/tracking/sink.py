@@ -2,14 +2,16 @@
 
 MLflow's client spends most of a write in Python; in a thread of the training process it would
 hold the interpreter lock the training loop needs. Here it has its own interpreter (and, on a
-multi-core machine, its own core). It reads length-prefixed pickled messages on stdin:
-``("points", [(key, value, timestamp_ms, step), ...])`` and ``("sync",)``, which it answers on
-stdout with ``("synced", written, dropped)`` once everything before it is written. Failed
+multi-core machine, its own core). It writes to the runs of one tracking URI (the runs of
+its training process, one after the other: see ``SharedSink``) and reads length-prefixed
+pickled messages on stdin: ``("points", run_id, [(key, value, timestamp_ms, step), ...])`` and
+``("sync", run_id)``, which it answers on stdout with ``("synced", written, dropped)`` (that
+run's counts) once everything before it is written. Failed
 writes are retried until the store answers. It ignores SIGINT and SIGTERM (a job's whole process
 group gets those): it stops when its input closes, after writing all it received — so even a
 training process killed with SIGKILL loses only what it had not handed over yet.
 
-Run as ``python -m lightning_lrsched.tracking.sink <tracking_uri> <run_id>``.
+Run as ``python -m lightning_lrsched.tracking.sink <tracking_uri>``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def write_points(client: Any, run_id: str, points: list[tuple], counts: dict[str
 
 
 def main(argv: list[str]) -> int:
-    uri, run_id = argv
+    (uri,) = argv
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
@@ -78,13 +80,14 @@ def main(argv: list[str]) -> int:
     from mlflow import MlflowClient
 
     client = retrying(lambda: MlflowClient(uri), deadline=120)
-    counts = {"written": 0, "dropped": 0}
+    counts: dict[str, dict[str, int]] = {}  # per run
     requests = sys.stdin.buffer
     while (message := receive(requests)) is not None:
+        run = counts.setdefault(message[1], {"written": 0, "dropped": 0})
         if message[0] == "points":
-            write_points(client, run_id, message[1], counts)
+            write_points(client, message[1], message[2], run)
         elif message[0] == "sync":
-            send(replies, ("synced", counts["written"], counts["dropped"]))
+            send(replies, ("synced", run["written"], run["dropped"]))
     return 0
 
 

@@ -91,7 +91,7 @@ class TrainerConfig:
     limit_train_batches: Any = None
     limit_val_batches: Any = None
     val_check_interval: Any = None
-    check_val_every_n_epoch: int = 1
+    check_val_every_n_epoch: int | None = 1  # null: val_check_interval counts steps across epochs
     gradient_clip_val: float | None = None
     precision: Any = "32-true"
     deterministic: bool = False
