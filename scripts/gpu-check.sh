@@ -2,7 +2,8 @@
 # The GPU claims, checked in a few minutes on a machine with a CUDA GPU (run from the repo root):
 #   1. our per-step code (callbacks, schedule step, tracker) never syncs with the GPU:
 #      benchmarks/gpu_sync_check.py, under torch.cuda.set_sync_debug_mode("error");
-#   2. the logging overhead on the GPU: benchmarks/logging_overhead.py --accelerator gpu --quick;
+#   2. the logging overhead on the GPU, StepMetrics against a loop that logs nothing:
+#      benchmarks/logging_overhead.py --accelerator gpu --quick;
 #   3. lrsched train trainer=gpu (bf16-mixed) runs a short training and tracks it.
 # The venv is the one scripts/setup-env.sh makes; on a GPU machine install a CUDA build of torch
 # into it first (the pinned one here is the CPU build): pip install torch --index-url <CUDA index>.

@@ -114,7 +114,7 @@ class StepMetrics(Callback):
     # -- recording ---------------------------------------------------------------------------
     def record(self, name: str, value: Value, *, on_epoch: bool = False) -> None:
         """Keep ``value`` as the current step's ``name`` (a tensor stays on its device)."""
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, torch.Tensor) and value.requires_grad:
             value = value.detach()
         self._pending.append((self._step, name, value))
         if on_epoch:
@@ -147,15 +147,16 @@ class StepMetrics(Callback):
     ) -> None:
         if isinstance(outputs, torch.Tensor):
             outputs = {"loss": outputs}
-        if isinstance(outputs, Mapping):
+        if type(outputs) is dict or isinstance(outputs, Mapping):
             for key, name in self.names.items():
                 value = outputs.get(key)
                 if value is None:
                     continue
-                if key == "loss" and pl_module.automatic_optimization:
+                accumulated = trainer.accumulate_grad_batches
+                if key == "loss" and accumulated > 1 and pl_module.automatic_optimization:
                     # Lightning hands callbacks the loss divided by accumulate_grad_batches
-                    # (documented at Callback.on_train_batch_end): log the step's own loss
-                    value = value * trainer.accumulate_grad_batches
+                    # (documented at Callback.on_train_batch_end): the step's own loss
+                    value = value * accumulated
                 self.record(self._step_name(name), value, on_epoch=self.on_epoch)
         if trainer.global_step > self._step and trainer.global_step % self.every_n_steps == 0:
             self.flush(trainer)
