@@ -22,6 +22,7 @@ and the ratio to the best constant rate.
     .venv/bin/python benchmarks/time_to_accuracy.py                 # the whole benchmark
     .venv/bin/python benchmarks/time_to_accuracy.py --smoke         # a few steps per run (CI)
     .venv/bin/python benchmarks/time_to_accuracy.py --tasks digits --seeds 2 --out tta
+    .venv/bin/python benchmarks/time_to_accuracy.py --strategies constant-0.02 cosine-auto
 
 Writes ``<out>/mlflow.db`` (every run: rate and loss of every step, test accuracy), the Hydra
 outputs in ``<out>/multirun`` and ``<out>/report-<task>/compare.{md,png}``;
@@ -163,14 +164,18 @@ def job_name(task: str, strategy: str) -> str:
 
 
 def write_configs(
-    folder: Path, tasks: list[str], steps: int | None, every: int | None
+    folder: Path,
+    tasks: list[str],
+    steps: int | None,
+    every: int | None,
+    strategies: list[str] | None = None,
 ) -> list[str]:
     """The experiment options, longest task first (the joblib launcher takes jobs in order,
     so the short ones fill the cores at the end); returns their names."""
     (folder / "experiment").mkdir(parents=True, exist_ok=True)
     names = []
     for task in sorted(tasks, key=lambda t: -TASKS[t].steps):
-        for strategy in STRATEGIES:
+        for strategy in strategies or STRATEGIES:
             name = job_name(task, strategy)
             text = experiment_yaml(
                 task, strategy, steps or TASKS[task].steps, every or TASKS[task].eval_every
@@ -277,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(TASKS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs")
+    parser.add_argument(
+        "--strategies", nargs="+", choices=list(STRATEGIES), help="a subset (default: all)"
+    )
     parser.add_argument("--smoke", action="store_true", help="20 steps per run, 1 seed")
     parser.add_argument("overrides", nargs="*", help="more overrides for every job")
     args = parser.parse_args(argv)
@@ -288,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     if (out / "mlflow.db").exists():
         raise SystemExit(f"{out / 'mlflow.db'} exists: give another --out, or remove it")
-    names = write_configs(out / "conf", args.tasks, steps, every)
+    strategies = args.strategies
+    if strategies and not any(s.startswith(CONSTANT_PREFIX) for s in strategies):
+        parser.error("--strategies: include a constant rate (the report's baseline)")
+    names = write_configs(out / "conf", args.tasks, steps, every, strategies)
     uri = f"sqlite:///{out / 'mlflow.db'}"
     total = len(names) * seeds
     print(
