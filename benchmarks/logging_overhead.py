@@ -210,10 +210,10 @@ def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds and steps: a smoke test")
     parser.add_argument("--accelerator", default="cpu", help="cpu (default) or gpu")
-    parser.add_argument("--rounds", type=int, help="default 5 (--quick: 1)")
+    parser.add_argument("--rounds", type=int, help="default 9 (--quick: 1)")
     args = parser.parse_args(argv)
     ACCELERATOR[0] = args.accelerator
-    rounds = args.rounds or (1 if args.quick else 5)
+    rounds = args.rounds or (1 if args.quick else 9)
     steps_per_epoch = 30 if args.quick else 300
     torch.set_num_threads(1)
     quiet()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import test_hypergradient  # noqa: F401  (its @reference_test registers hypergradient)
 import test_parity_hf
+import test_parity_timm  # noqa: F401  (cosine_restarts' timm parity)
 import test_parity_torch
 from references import REFERENCE_TESTS
 
