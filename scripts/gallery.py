@@ -117,18 +117,11 @@ def command(name: str) -> list[str]:
 def plan_digest(argv: list[str]) -> str:
     """SHA-256 of the rates (and momenta) ``lrsched plot argv`` plans, each rounded to 10
     significant digits; the plan is made as ``lrsched plot`` makes it, without drawing."""
-    from lightning_lrsched.app.cli import build_parser, parse_overrides
-    from lightning_lrsched.preview import plan_rates
+    from lightning_lrsched.app.cli import build_parser, plan_for
 
     args, extra = build_parser().parse_known_args(argv)
-    config = {"name": args.name, **parse_overrides([*args.overrides, *extra])}
-    plan = plan_rates(
-        config,
-        args.total_steps,
-        steps_per_epoch=args.steps_per_epoch,
-        base_lr=args.lr,
-        optimizer=args.optimizer,
-    )
+    args.overrides = [*args.overrides, *extra]
+    plan = plan_for(args)
     values = {
         "lrs": [f"{x:.10g}" for x in plan.lrs],
         "momenta": None if plan.momenta is None else [f"{x:.10g}" for x in plan.momenta],

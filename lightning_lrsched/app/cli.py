@@ -167,19 +167,24 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_plot(args: argparse.Namespace) -> int:
-    """Plan the schedule, draw it and write the PNG; print the PNG's path."""
+def plan_for(args: argparse.Namespace) -> Plan:
+    """The plan ``lrsched plot`` draws for its parsed arguments (also the gallery's digest)."""
     from ..preview import plan_rates
 
     config = {"name": args.name, **parse_overrides(args.overrides)}
+    return plan_rates(
+        config,
+        args.total_steps,
+        steps_per_epoch=args.steps_per_epoch,
+        base_lr=args.lr,
+        optimizer=args.optimizer,
+    )
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Plan the schedule, draw it and write the PNG; print the PNG's path."""
     try:
-        plan = plan_rates(
-            config,
-            args.total_steps,
-            steps_per_epoch=args.steps_per_epoch,
-            base_lr=args.lr,
-            optimizer=args.optimizer,
-        )
+        plan = plan_for(args)
     except ConfigError as err:
         if args.steps_per_epoch is None and str(err.value).endswith("ep"):
             raise UsageError(f"{err} (here: --steps-per-epoch M)") from None
