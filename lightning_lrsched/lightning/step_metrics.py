@@ -190,7 +190,9 @@ class StepMetrics(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         # saving a checkpoint: what was recorded is logged first, so a resumed run lacks nothing
-        if self._trainer is not None:
+        # (every rank saves, with the same steps recorded; nothing recorded: no collective, so a
+        # checkpoint saved after fit, from one rank, does not wait for the others)
+        if self._trainer is not None and self._pending:
             self.flush(self._trainer)
         return {"epoch_sums": {k: list(v) for k, v in self._epoch_sums.items()}}
 
