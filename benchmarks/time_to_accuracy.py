@@ -32,7 +32,6 @@ outputs in ``<out>/multirun`` and ``<out>/report-<task>/compare.{md,png}``;
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import subprocess
 import sys
@@ -102,11 +101,13 @@ def experiment_name(task: str) -> str:
 
 
 def _yaml_value(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
     if isinstance(value, list):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, str) and value not in ("auto",):
+    if isinstance(value, str) and value != "auto":
         return f'"{value}"'
     return str(value)
 
@@ -155,8 +156,7 @@ def experiment_yaml(task_name: str, strategy_name: str, steps: int, eval_every: 
         "defaults:",
         *(f"  - override /{group}: {choice}" for group, choice in groups.items()),
     ]
-    text = "\n".join(head + _nested(settings)) + "\n"
-    return text.replace(": None\n", ": null\n")
+    return "\n".join(head + _nested(settings)) + "\n"
 
 
 def job_name(task: str, strategy: str) -> str:
@@ -326,9 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         if code:
             return code
     minutes = (time.perf_counter() - start) / 60
-    print(
-        f"\ntrained in {trained / 60:.1f} min, all in {minutes:.1f} min ({math.ceil(total)} runs)"
-    )
+    print(f"\ntrained in {trained / 60:.1f} min, all in {minutes:.1f} min ({total} runs)")
     return 0
 
 

@@ -108,17 +108,22 @@ class StepMetrics(Callback):
         self._step = 0  # the optimizer step the current batch contributes to
         # recorded, not yet on the host: (step, name, value), in order
         self._pending: list[tuple[int, str, Value]] = []
-        self._epoch_names: set[str] = set()  # names whose epoch mean is logged
+        # the recorded names whose epoch mean is logged, and the name the mean goes by
+        self._epoch_names: dict[str, str] = {}
         self._epoch_sums: dict[str, list[float]] = {}  # name -> [sum of step values, steps]
 
     # -- recording ---------------------------------------------------------------------------
     def record(self, name: str, value: Value, *, on_epoch: bool = False) -> None:
-        """Keep ``value`` as the current step's ``name`` (a tensor stays on its device)."""
+        """Keep ``value`` as the current step's ``name`` (a tensor stays on its device);
+        ``on_epoch``: also its epoch mean, as ``<name>_epoch`` and ``callback_metrics[name]``."""
+        self._record(name, value, name if on_epoch else None)
+
+    def _record(self, name: str, value: Value, epoch_name: str | None) -> None:
         if isinstance(value, torch.Tensor) and value.requires_grad:
             value = value.detach()
         self._pending.append((self._step, name, value))
-        if on_epoch:
-            self._epoch_names.add(name)
+        if epoch_name is not None:
+            self._epoch_names[name] = epoch_name
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
@@ -128,6 +133,7 @@ class StepMetrics(Callback):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             _ACTIVE.pop(trainer, None)
+            self._trainer = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_sums = {}
@@ -157,12 +163,12 @@ class StepMetrics(Callback):
                     # Lightning hands callbacks the loss divided by accumulate_grad_batches
                     # (documented at Callback.on_train_batch_end): the step's own loss
                     value = value * accumulated
-                self.record(self._step_name(name), value, on_epoch=self.on_epoch)
+                if self.on_epoch:  # as self.log(on_step=True, on_epoch=True) names them
+                    self._record(f"{name}_step", value, name)
+                else:
+                    self._record(name, value, None)
         if trainer.global_step > self._step and trainer.global_step % self.every_n_steps == 0:
             self.flush(trainer)
-
-    def _step_name(self, name: str) -> str:
-        return f"{name}_step" if self.on_epoch else name
 
     # -- handing over ------------------------------------------------------------------------
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -171,13 +177,12 @@ class StepMetrics(Callback):
         if not means:
             return
         step = max(trainer.global_step - 1, 0)  # the epoch's last optimizer step
-        epoch_metrics = {f"{name.removesuffix('_step')}_epoch": v for name, v in means.items()}
+        named = {self._epoch_names[name]: mean for name, mean in means.items()}
         if trainer.is_global_zero:
+            epoch_metrics = {f"{name}_epoch": mean for name, mean in named.items()}
             for logger in trainer.loggers:
                 logger.log_metrics(epoch_metrics, step=step)
-        for name, mean in means.items():  # a monitor's value, as self.log would leave it
-            if name.endswith("_step") and name.removesuffix("_step") in self.names.values():
-                name = name.removesuffix("_step")
+        for name, mean in named.items():  # a monitor's value, as self.log would leave it
             pl_module.log(name, mean, on_step=False, on_epoch=True, logger=False)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

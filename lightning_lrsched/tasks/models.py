@@ -202,8 +202,7 @@ class Classifier(pl.LightningModule):
     def configure_callbacks(self) -> list[pl.Callback]:
         """``train_loss`` of every step, and its epoch mean, through :class:`StepMetrics`
         (no host sync per step, unlike ``self.log``), unless the Trainer has one already."""
-        callbacks = self.trainer.callbacks if self._trainer is not None else []
-        if any(isinstance(callback, StepMetrics) for callback in callbacks):
+        if any(isinstance(callback, StepMetrics) for callback in self.trainer.callbacks):
             return []
         return [StepMetrics({"loss": "train_loss"}, on_epoch=True)]
 

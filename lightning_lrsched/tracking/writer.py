@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -186,7 +187,7 @@ class SharedSink:
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._last_use = time.monotonic()
-        self._writers: set[int] = set()
+        self._writers: weakref.WeakSet[MetricWriter] = weakref.WeakSet()  # not closed yet
 
     @classmethod
     def of(cls, tracking_uri: str) -> SharedSink:
@@ -198,20 +199,14 @@ class SharedSink:
                 sink = cls._all[key] = cls(tracking_uri)
             return sink
 
-    @property
-    def pid(self) -> int | None:
-        """The writer process's pid while it runs."""
-        process = self._process
-        return None if process is None or process.poll() is not None else process.pid
-
     def attach(self, writer: MetricWriter) -> None:
         with self._lock:
-            self._writers.add(id(writer))
+            self._writers.add(writer)
 
     def detach(self, writer: MetricWriter) -> None:
         """``writer`` is closed: the process ends unless another writer still uses it."""
         with self._lock:
-            self._writers.discard(id(writer))
+            self._writers.discard(writer)
             if not self._writers:
                 self._end()
 
